@@ -1,0 +1,280 @@
+"""API benchmark: creates per second and latency over HTTP and in-process, and watch fan-out.
+
+Prints one JSON document. Runs every measurement twice, interleaved (A B A B), because these
+machines are noisy; report both rounds.
+
+    .venv/bin/python bench/api.py [--quick]
+
+Measurements:
+- http_closed_loop: N concurrent clients each creating ConfigMaps back to back over HTTP
+  against a real `shoal server` process (sqlite store): creates/s, p50, p99;
+- http_fixed_rate: creates sent at a fixed 200/s (open loop): p50, p99;
+- in_process: the same creates through the in-process client (sqlite and memory stores);
+- watch_fanout: 100 HTTP watchers on one namespace; every watcher must see every event;
+  delay from just before the create is sent to the watcher reading the event.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+
+ROOT = Path(__file__).resolve().parent.parent
+CM_PATH = "/api/v1/namespaces/{ns}/configmaps"
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def summary(latencies: list[float], elapsed: float) -> dict[str, float]:
+    return {
+        "creates": len(latencies),
+        "creates_per_s": round(len(latencies) / elapsed, 1),
+        "p50_ms": round(percentile(latencies, 0.50) * 1000, 2),
+        "p99_ms": round(percentile(latencies, 0.99) * 1000, 2),
+    }
+
+
+def config_map(name: str, sent: float | None = None) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "labels": {"bench": "api"}}
+    if sent is not None:
+        meta["annotations"] = {"bench/sent": repr(sent)}
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": {"key": "value" * 8}}
+
+
+class Server:
+    """A real `shoal server` process on a fresh data dir."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "shoal.cli.main", "server", "--data-dir", str(data_dir), "--listen", "127.0.0.1:0"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + 30
+        self.url = ""
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                raise RuntimeError("shoal server exited before it was ready")
+            for word in line.split():
+                if word.startswith("http://"):
+                    self.url = word.rstrip(".,")
+            if self.url:
+                return
+        raise RuntimeError("shoal server did not become ready")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+async def closed_loop(url: str, ns: str, concurrency: int, total: int) -> dict[str, float]:
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as http:
+        await http.post("/api/v1/namespaces", content=orjson.dumps(
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}))
+        latencies: list[float] = []
+        counter = iter(range(total))
+
+        async def worker() -> None:
+            for i in counter:
+                body = orjson.dumps(config_map(f"cm-{i}"))
+                start = time.perf_counter()
+                response = await http.post(CM_PATH.format(ns=ns), content=body)
+                latencies.append(time.perf_counter() - start)
+                assert response.status_code == 201, response.text
+
+        start = time.perf_counter()
+        async with asyncio.TaskGroup() as tasks:
+            for _ in range(concurrency):
+                tasks.create_task(worker())
+        return summary(latencies, time.perf_counter() - start)
+
+
+async def fixed_rate(url: str, ns: str, rate: float, seconds: float) -> dict[str, float]:
+    async with httpx.AsyncClient(base_url=url, timeout=30,
+                                 limits=httpx.Limits(max_connections=64, max_keepalive_connections=64)) as http:
+        await http.post("/api/v1/namespaces", content=orjson.dumps(
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}))
+        latencies: list[float] = []
+
+        async def one(i: int) -> None:
+            start = time.perf_counter()
+            response = await http.post(CM_PATH.format(ns=ns), content=orjson.dumps(config_map(f"cm-{i}")))
+            latencies.append(time.perf_counter() - start)
+            assert response.status_code == 201, response.text
+
+        start = time.perf_counter()
+        async with asyncio.TaskGroup() as tasks:
+            for i in range(int(rate * seconds)):
+                delay = start + i / rate - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                tasks.create_task(one(i))
+        result = summary(latencies, time.perf_counter() - start)
+        result["target_rate"] = rate
+        return result
+
+
+def run_http_client(url: str, mode: str, ns: str, arg: int, total: int, out: Any) -> None:
+    """Runs in a separate process so that client and server do not share one interpreter."""
+    if mode == "closed":
+        result = asyncio.run(closed_loop(url, ns, arg, total))
+    else:
+        result = asyncio.run(fixed_rate(url, ns, float(arg), total / arg))
+    out.send(result)
+
+
+def in_other_process(target: Callable[..., None], *args: Any) -> dict[str, Any]:
+    receiver, sender = multiprocessing.Pipe(duplex=False)
+    proc = multiprocessing.Process(target=target, args=(*args, sender))
+    proc.start()
+    result: dict[str, Any] = receiver.recv()
+    proc.join()
+    return result
+
+
+async def in_process(store_url: str, concurrency: int, total: int) -> dict[str, float]:
+    from shoal.api import REGISTRY
+    from shoal.client import LocalClient
+    from shoal.server.resources import Resources
+    from shoal.store import open_store
+
+    store = await open_store(store_url)
+    try:
+        resources = Resources(store)
+        await resources.bootstrap()
+        client = LocalClient(resources)
+        kind = REGISTRY.lookup("configmaps")
+        assert kind is not None
+        latencies: list[float] = []
+        counter = iter(range(total))
+
+        async def worker() -> None:
+            for i in counter:
+                start = time.perf_counter()
+                await client.create(kind, config_map(f"cm-{i}"), "default")
+                latencies.append(time.perf_counter() - start)
+
+        start = time.perf_counter()
+        async with asyncio.TaskGroup() as tasks:
+            for _ in range(concurrency):
+                tasks.create_task(worker())
+        return summary(latencies, time.perf_counter() - start)
+    finally:
+        await store.close()
+
+
+def run_watchers(url: str, ns: str, watchers: int, events: int, ready: Any, out: Any) -> None:
+    async def main() -> dict[str, Any]:
+        delays: list[float] = []
+        counts = [0] * watchers
+        limits = httpx.Limits(max_connections=watchers + 4, max_keepalive_connections=watchers + 4)
+        async with httpx.AsyncClient(base_url=url, timeout=httpx.Timeout(60, read=None), limits=limits) as http:
+            rv = (await http.get(CM_PATH.format(ns=ns))).json()["metadata"]["resourceVersion"]
+            opened = 0
+
+            async def watch(index: int) -> None:
+                nonlocal opened
+                params = {"watch": "1", "resourceVersion": rv}
+                async with http.stream("GET", CM_PATH.format(ns=ns), params=params) as response:
+                    opened += 1
+                    if opened == watchers:
+                        ready.send(True)
+                    async for line in response.aiter_lines():
+                        now = time.time()
+                        event = orjson.loads(line)
+                        sent = float(event["object"]["metadata"]["annotations"]["bench/sent"])
+                        delays.append(now - sent)
+                        counts[index] += 1
+                        if counts[index] == events:
+                            return
+
+            async with asyncio.timeout(120), asyncio.TaskGroup() as tasks:
+                for i in range(watchers):
+                    tasks.create_task(watch(i))
+        return {
+            "watchers": watchers,
+            "events": events,
+            "every_watcher_saw_every_event": all(c == events for c in counts),
+            "delivery_p50_ms": round(percentile(delays, 0.5) * 1000, 2),
+            "delivery_p99_ms": round(percentile(delays, 0.99) * 1000, 2),
+            "delivery_max_ms": round(max(delays) * 1000, 2),
+        }
+
+    out.send(asyncio.run(main()))
+
+
+def watch_fanout(url: str, ns: str, watchers: int, events: int, rate: float) -> dict[str, Any]:
+    with httpx.Client(base_url=url, timeout=30) as http:
+        http.post("/api/v1/namespaces", content=orjson.dumps(
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}))
+        ready_r, ready_w = multiprocessing.Pipe(duplex=False)
+        out_r, out_w = multiprocessing.Pipe(duplex=False)
+        proc = multiprocessing.Process(target=run_watchers, args=(url, ns, watchers, events, ready_w, out_w))
+        proc.start()
+        if not ready_r.poll(60):
+            raise RuntimeError("watchers did not start")
+        ready_r.recv()
+        for i in range(events):
+            time.sleep(1 / rate)
+            http.post(CM_PATH.format(ns=ns), content=orjson.dumps(config_map(f"w-{i}", time.time())))
+        result: dict[str, Any] = out_r.recv()
+        proc.join()
+        result["create_rate"] = rate
+        return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller counts, for a smoke run")
+    args = parser.parse_args()
+    total = 1000 if args.quick else 4000
+    rounds = 1 if args.quick else 2
+    results: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]}}
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(1, rounds + 1):
+            round_out: dict[str, Any] = {}
+            server = Server(Path(tmp) / f"http-{r}")
+            try:
+                for c in (1, 8, 32):
+                    count = total // 4 if c == 1 else total
+                    round_out[f"http_c{c}"] = in_other_process(
+                        run_http_client, server.url, "closed", f"r{r}c{c}", c, count)
+                round_out["http_fixed_200_per_s"] = in_other_process(
+                    run_http_client, server.url, "fixed", f"r{r}fixed", 200, 2000 if not args.quick else 600)
+                round_out["watch_fanout"] = watch_fanout(server.url, f"r{r}watch", 100, 100 if not args.quick else 30,
+                                                         rate=20)
+            finally:
+                server.stop()
+            for backend in ("sqlite", "memory"):
+                for c in (1, 32):
+                    url = f"sqlite:///{tmp}/inproc-{r}-{c}.db" if backend == "sqlite" else "memory://"
+                    count = total * 2 if c == 32 else total
+                    round_out[f"in_process_{backend}_c{c}"] = asyncio.run(in_process(url, c, count))
+            results[f"round_{r}"] = round_out
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
+

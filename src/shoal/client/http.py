@@ -1,0 +1,134 @@
+"""A client for a shoal (or any Kubernetes-compatible) API server over HTTP, on httpx."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import orjson
+
+from shoal.api import Kind, Object
+from shoal.api.errors import ApiError, ServiceUnavailable
+from shoal.client._interface import MERGE_PATCH, WatchEvent, object_namespace, object_path
+
+
+class HttpClient:
+    def __init__(self, server: str, *, timeout: float = 30.0, transport: httpx.AsyncBaseTransport | None = None,
+                 limits: httpx.Limits | None = None) -> None:
+        self.server = server.rstrip("/")
+        self._http = httpx.AsyncClient(
+            base_url=self.server,
+            timeout=httpx.Timeout(timeout),
+            transport=transport,
+            limits=limits or httpx.Limits(max_connections=100, max_keepalive_connections=100),
+            headers={"Accept": "application/json", "User-Agent": "shoal-client"},
+        )
+
+    async def _request(self, method: str, path: str, *, body: Any = None, content_type: str = "application/json",
+                       params: dict[str, str] | None = None) -> Any:
+        content = orjson.dumps(body) if body is not None else None
+        headers = {"Content-Type": content_type} if content is not None else None
+        try:
+            response = await self._http.request(method, path, content=content, headers=headers, params=params)
+        except httpx.HTTPError as err:
+            raise ServiceUnavailable(f"cannot reach the API server at {self.server}: {err}") from None
+        return _result(response)
+
+    async def get(self, kind: Kind, name: str, namespace: str | None = None) -> Object:
+        ns = object_namespace(kind, {}, namespace)
+        result: Object = await self._request("GET", object_path(kind, ns, name))
+        return result
+
+    async def list(
+        self, kind: Kind, namespace: str | None = None, *, label_selector: str = "", field_selector: str = ""
+    ) -> Object:
+        params = _selectors(label_selector, field_selector)
+        result: Object = await self._request("GET", object_path(kind, namespace), params=params)
+        return result
+
+    async def create(self, kind: Kind, obj: Object, namespace: str | None = None, *, dry_run: bool = False) -> Object:
+        ns = object_namespace(kind, obj, namespace)
+        params = {"dryRun": "All"} if dry_run else None
+        result: Object = await self._request("POST", object_path(kind, ns), body=obj, params=params)
+        return result
+
+    async def update(self, kind: Kind, obj: Object, *, subresource: str = "") -> Object:
+        ns = object_namespace(kind, obj, None)
+        path = object_path(kind, ns, obj["metadata"]["name"], subresource)
+        result: Object = await self._request("PUT", path, body=obj)
+        return result
+
+    async def patch(
+        self, kind: Kind, name: str, patch: Any, namespace: str | None = None, *,
+        patch_type: str = MERGE_PATCH, subresource: str = "",
+    ) -> Object:
+        ns = object_namespace(kind, {}, namespace)
+        path = object_path(kind, ns, name, subresource)
+        result: Object = await self._request("PATCH", path, body=patch, content_type=patch_type)
+        return result
+
+    async def delete(
+        self, kind: Kind, name: str, namespace: str | None = None, *, propagation_policy: str = ""
+    ) -> Object:
+        ns = object_namespace(kind, {}, namespace)
+        params = {"propagationPolicy": propagation_policy} if propagation_policy else None
+        result: Object = await self._request("DELETE", object_path(kind, ns, name), params=params)
+        return result
+
+    async def watch(
+        self, kind: Kind, namespace: str | None = None, *, resource_version: str = "",
+        label_selector: str = "", field_selector: str = "",
+    ) -> AsyncIterator[WatchEvent]:
+        params = {"watch": "1", **_selectors(label_selector, field_selector)}
+        if resource_version:
+            params["resourceVersion"] = resource_version
+        try:
+            async with self._http.stream("GET", object_path(kind, namespace), params=params,
+                                         timeout=httpx.Timeout(30.0, read=None)) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    _result(response)
+                async for line in response.aiter_lines():
+                    if not line.strip():
+                        continue
+                    event = orjson.loads(line)
+                    if event.get("type") == "ERROR":
+                        status = event.get("object") or {}
+                        raise ApiError.from_status(status, int(status.get("code") or 500))
+                    yield WatchEvent(event["type"], event["object"])
+        except httpx.HTTPError as err:
+            raise ServiceUnavailable(f"watch on {self.server} ended: {err}") from None
+
+    async def raw(self, method: str, path: str, *, body: bytes | None = None,
+                  headers: dict[str, str] | None = None) -> httpx.Response:
+        """A request as it is, for callers that need headers or non-JSON answers."""
+        try:
+            return await self._http.request(method, path, content=body, headers=headers)
+        except httpx.HTTPError as err:
+            raise ServiceUnavailable(f"cannot reach the API server at {self.server}: {err}") from None
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+
+def _selectors(label_selector: str, field_selector: str) -> dict[str, str]:
+    params = {}
+    if label_selector:
+        params["labelSelector"] = label_selector
+    if field_selector:
+        params["fieldSelector"] = field_selector
+    return params
+
+
+def _result(response: httpx.Response) -> Any:
+    try:
+        body = orjson.loads(response.content) if response.content else {}
+    except orjson.JSONDecodeError:
+        body = {}
+    if response.status_code >= 400:
+        if isinstance(body, dict) and body.get("kind") == "Status":
+            raise ApiError.from_status(body, response.status_code)
+        text = response.text.strip()[:200] or response.reason_phrase
+        raise ApiError.from_status({"message": f"HTTP {response.status_code}: {text}"}, response.status_code)
+    return body

@@ -1,0 +1,575 @@
+"""The resource layer: every read and write of an object goes through here.
+
+HTTP handlers and the in-process client both call ``Resources``; it is the one place that
+admits (defaults, validates), stamps server-owned metadata (uid, creationTimestamp,
+generation, resourceVersion), enforces compare-and-swap, and maps store failures to API
+errors. Nothing is written unless every check has passed.
+"""
+
+from __future__ import annotations
+
+import copy
+import secrets
+import uuid
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from shoal.api import REGISTRY, Kind, Object
+from shoal.api.admission import admit
+from shoal.api.errors import (
+    AlreadyExists,
+    ApiError,
+    BadRequest,
+    Conflict,
+    Expired,
+    FieldError,
+    Forbidden,
+    Invalid,
+    NotFound,
+    ServiceUnavailable,
+    invalid,
+)
+from shoal.api.patch import apply_patch
+from shoal.api.selectors import FieldSelector, LabelSelector
+from shoal.store import (
+    Compacted,
+    Event,
+    EventType,
+    KeyExists,
+    KeyNotFound,
+    KeyValue,
+    RevisionMismatch,
+    Store,
+    StoreError,
+)
+
+NAMESPACE = REGISTRY.by_resource("", "v1", "namespaces")
+INITIAL_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+
+# generateName suffixes use Kubernetes' alphabet: no vowels (no accidental words), no
+# look-alike characters.
+_SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+
+# Field validation modes of the fieldValidation query parameter.
+IGNORE, WARN, STRICT = "Ignore", "Warn", "Strict"
+
+
+def now_rfc3339() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(slots=True)
+class WriteOptions:
+    dry_run: bool = False
+    field_validation: str = WARN
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class ListOptions:
+    label_selector: str = ""
+    field_selector: str = ""
+    resource_version: str = ""
+    exact: bool = False  # resourceVersionMatch=Exact: read at exactly that revision
+    limit: int = 0
+    continue_token: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class WatchEvent:
+    type: str  # ADDED, MODIFIED, DELETED, ERROR, BOOKMARK
+    object: Object
+
+
+class Filter:
+    """A compiled label + field selector for one kind."""
+
+    __slots__ = ("fields", "kind", "labels")
+
+    def __init__(self, kind: Kind, label_selector: str, field_selector: str) -> None:
+        self.kind = kind
+        self.labels = LabelSelector.parse(label_selector) if label_selector else None
+        allowed = {"metadata.name", "metadata.namespace", *kind.field_selectors}
+        self.fields = FieldSelector.parse(field_selector, allowed) if field_selector else None
+
+    @property
+    def empty(self) -> bool:
+        return self.labels is None and self.fields is None
+
+    def matches(self, obj: Object) -> bool:
+        meta = obj["metadata"]
+        if self.labels is not None and not self.labels.matches(meta.get("labels")):
+            return False
+        if self.fields is not None:
+            values = {"metadata.name": meta.get("name", ""), "metadata.namespace": meta.get("namespace", "")}
+            for name, extract in self.kind.field_selectors.items():
+                values[name] = extract(obj)
+            if not self.fields.matches(values):
+                return False
+        return True
+
+
+def decode(kv: KeyValue) -> Object:
+    """An object as stored, stamped with the revision of its last write."""
+    obj: Object = orjson.loads(kv.value)
+    obj["metadata"]["resourceVersion"] = str(kv.mod_revision)
+    return obj
+
+
+def encode(obj: Object) -> bytes:
+    meta = obj["metadata"]
+    rv = meta.pop("resourceVersion", None)
+    try:
+        return orjson.dumps(obj)
+    finally:
+        if rv is not None:
+            meta["resourceVersion"] = rv
+
+
+def parse_revision(value: str, what: str = "resourceVersion") -> int:
+    try:
+        revision = int(value)
+    except ValueError:
+        raise BadRequest(f'{what} "{value}" is invalid: must be a non-negative integer') from None
+    if revision < 0:
+        raise BadRequest(f'{what} "{value}" is invalid: must be a non-negative integer')
+    return revision
+
+
+class Resources:
+    """Typed access to the objects in one store, with Kubernetes semantics."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def bootstrap(self) -> None:
+        """Create the namespaces that exist from the start, if they do not yet."""
+        assert NAMESPACE is not None
+        for name in INITIAL_NAMESPACES:
+            if await self.store.get(NAMESPACE.key(None, name)) is None:
+                body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+                try:
+                    await self.create(NAMESPACE, None, body)
+                except AlreadyExists:
+                    pass
+
+    # -- reads ---------------------------------------------------------------------------
+
+    async def get(self, kind: Kind, namespace: str | None, name: str) -> Object:
+        kv = await self._store_call(self.store.get(kind.key(namespace, name)))
+        if kv is None:
+            raise _not_found(kind, name)
+        return decode(kv)
+
+    async def list(self, kind: Kind, namespace: str | None, options: ListOptions = ListOptions()) -> Object:
+        """A ``<Kind>List`` of the matching objects."""
+        flt = Filter(kind, options.label_selector, options.field_selector)
+        revision: int | None = None
+        start_key = ""
+        if options.continue_token:
+            revision, start_key = _decode_continue(options.continue_token)
+        elif options.exact and options.resource_version:
+            revision = parse_revision(options.resource_version)
+        prefix = kind.key_prefix(namespace)
+        narrowed = _name_from_selector(flt)
+        try:
+            result = await self.store.list(prefix, revision)
+        except Compacted as err:
+            raise Expired(f"too old resource version: {err.requested} ({err.compacted})") from None
+        except StoreError as err:
+            raise ServiceUnavailable(f"the store is unavailable: {err}") from None
+        items: list[Object] = []
+        next_token = ""
+        for kv in result.items:
+            if start_key and kv.key < start_key:
+                continue
+            if narrowed and not kv.key.endswith("/" + narrowed):
+                continue
+            obj = decode(kv)
+            if flt.empty or flt.matches(obj):
+                if options.limit and len(items) == options.limit:
+                    next_token = _encode_continue(result.revision, kv.key)
+                    break
+                items.append(obj)
+        metadata: dict[str, Any] = {"resourceVersion": str(result.revision)}
+        if next_token:
+            metadata["continue"] = next_token
+        return {"apiVersion": kind.api_version, "kind": f"{kind.kind}List", "metadata": metadata, "items": items}
+
+    # -- writes --------------------------------------------------------------------------
+
+    async def create(
+        self, kind: Kind, namespace: str | None, body: Object, options: WriteOptions | None = None
+    ) -> Object:
+        options = options or WriteOptions()
+        obj = self._admit(kind, namespace, body, options, name_hint=None)
+        meta = obj["metadata"]
+        if kind.namespaced:
+            await self._require_namespace(namespace or "")
+        meta.pop("resourceVersion", None)
+        meta.pop("deletionTimestamp", None)
+        meta.pop("deletionGracePeriodSeconds", None)
+        meta["uid"] = str(uuid.uuid4())
+        meta["creationTimestamp"] = now_rfc3339()
+        meta["generation"] = 1
+        generated = not meta.get("name")
+        for _attempt in range(8 if generated else 1):
+            if generated:
+                meta["name"] = meta["generateName"] + "".join(secrets.choice(_SUFFIX_ALPHABET) for _ in range(5))
+            if options.dry_run:
+                if await self.store.get(kind.key(namespace, meta["name"])) is not None:
+                    raise _already_exists(kind, meta["name"])
+                return obj
+            try:
+                kv = await self._store_call(self.store.create(kind.key(namespace, meta["name"]), encode(obj)))
+            except KeyExists:
+                if generated:
+                    continue
+                raise _already_exists(kind, meta["name"]) from None
+            meta["resourceVersion"] = str(kv.mod_revision)
+            return obj
+        raise _already_exists(kind, meta["name"])
+
+    async def update(
+        self,
+        kind: Kind,
+        namespace: str | None,
+        name: str,
+        body: Object,
+        options: WriteOptions | None = None,
+        subresource: str = "",
+    ) -> Object:
+        """Replace an object (PUT). A resourceVersion in the body makes it compare-and-swap."""
+        options = options or WriteOptions()
+        if not isinstance(body, dict):
+            raise BadRequest(f"the body of a {kind.kind} must be a JSON object")
+        meta = body.get("metadata")
+        rv = meta.get("resourceVersion") if isinstance(meta, dict) else None
+        expected = parse_revision(str(rv), "metadata.resourceVersion") if rv else None
+        old_kv = await self._store_call(self.store.get(kind.key(namespace, name)))
+        if old_kv is None:
+            raise _not_found(kind, name)
+        if expected is not None and expected != old_kv.mod_revision:
+            raise _conflict(kind, name)
+        return await self._write_update(kind, namespace, name, old_kv, body, options, subresource)
+
+    async def patch(
+        self,
+        kind: Kind,
+        namespace: str | None,
+        name: str,
+        patch: bytes,
+        content_type: str,
+        options: WriteOptions | None = None,
+        subresource: str = "",
+    ) -> Object:
+        """Apply a patch to the current object; retried when a concurrent write wins."""
+        options = options or WriteOptions()
+        for _attempt in range(16):
+            old_kv = await self._store_call(self.store.get(kind.key(namespace, name)))
+            if old_kv is None:
+                raise _not_found(kind, name)
+            current = decode(old_kv)
+            patched = apply_patch(current, patch, content_type, kind.schema)
+            if not isinstance(patched, dict):
+                raise BadRequest(f'{kind.resource} "{name}": the patch must produce a JSON object')
+            pinned = (patched.get("metadata") or {}).get("resourceVersion")
+            if pinned and str(pinned) != str(old_kv.mod_revision):
+                raise _conflict(kind, name)
+            try:
+                return await self._write_update(kind, namespace, name, old_kv, patched, options, subresource)
+            except Conflict:
+                if pinned:
+                    raise
+        raise _conflict(kind, name)
+
+    async def delete(
+        self,
+        kind: Kind,
+        namespace: str | None,
+        name: str,
+        *,
+        expected_uid: str = "",
+        expected_revision: str = "",
+        dry_run: bool = False,
+    ) -> Object:
+        """Delete an object, or mark it for deletion while finalizers remain.
+
+        ``propagationPolicy`` is accepted by the HTTP layer; dependents are cleaned up by the
+        garbage collector (a controller), not here.
+        """
+        key = kind.key(namespace, name)
+        for _attempt in range(16):
+            kv = await self._store_call(self.store.get(key))
+            if kv is None:
+                raise _not_found(kind, name)
+            obj = decode(kv)
+            meta = obj["metadata"]
+            if expected_uid and meta.get("uid") != expected_uid:
+                raise _conflict(kind, name, f"the UID in the precondition ({expected_uid}) does not match")
+            if expected_revision and expected_revision != meta["resourceVersion"]:
+                raise _conflict(kind, name)
+            if kind is NAMESPACE and name in ("default", "kube-system"):
+                raise Forbidden(f'namespaces "{name}" is forbidden: this namespace may not be deleted', name=name,
+                                kind=kind.plural)
+            if dry_run:
+                return obj
+            try:
+                if meta.get("finalizers"):
+                    if not meta.get("deletionTimestamp"):
+                        meta["deletionTimestamp"] = now_rfc3339()
+                        meta["deletionGracePeriodSeconds"] = 0
+                        new_kv = await self.store.update(key, encode(obj), kv.mod_revision)
+                        meta["resourceVersion"] = str(new_kv.mod_revision)
+                    return obj
+                if kind is NAMESPACE:
+                    await self._empty_namespace(name)
+                gone = await self.store.delete(key, kv.mod_revision)
+            except (RevisionMismatch, KeyNotFound):
+                continue
+            except StoreError as err:
+                raise ServiceUnavailable(f"the store is unavailable: {err}") from None
+            meta["resourceVersion"] = str(gone.mod_revision)
+            return obj
+        raise _conflict(kind, name)
+
+    # -- watch ---------------------------------------------------------------------------
+
+    async def watch(
+        self, kind: Kind, namespace: str | None, options: ListOptions = ListOptions()
+    ) -> AsyncGenerator[WatchEvent, None]:
+        """Changes as watch events. Without a resourceVersion (or with "0") the current
+        objects come first as ADDED events, as Kubernetes does."""
+        flt = Filter(kind, options.label_selector, options.field_selector)
+        prefix = kind.key_prefix(namespace)
+        if options.resource_version in ("", "0"):
+            listed = await self._store_call(self.store.list(prefix))
+            after = listed.revision
+            initial = [decode(kv) for kv in listed.items]
+        else:
+            after = parse_revision(options.resource_version)
+            initial = []
+        for obj in initial:
+            if flt.empty or flt.matches(obj):
+                yield WatchEvent("ADDED", obj)
+        events = self.store.watch(prefix, after)
+        try:
+            async for event in events:
+                translated = _translate(event, flt)
+                if translated is not None:
+                    yield translated
+        except Compacted as err:
+            raise Expired(f"too old resource version: {err.requested} ({err.compacted})") from None
+        finally:
+            closer = getattr(events, "aclose", None)
+            if closer is not None:
+                await closer()
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _admit(
+        self, kind: Kind, namespace: str | None, body: Any, options: WriteOptions, name_hint: str | None
+    ) -> Object:
+        if not isinstance(body, dict):
+            raise BadRequest(f"the body of a {kind.kind} must be a JSON object")
+        body_ns = (body.get("metadata") or {}).get("namespace") if isinstance(body.get("metadata"), dict) else None
+        if kind.namespaced and body_ns and namespace and body_ns != namespace:
+            raise BadRequest(
+                f"the namespace of the provided object ({body_ns}) does not match the namespace sent on "
+                f"the request ({namespace})"
+            )
+        obj, errors, unknown = admit(kind, _with_namespace(kind, body, namespace))
+        meta = obj.get("metadata")
+        name = name_hint or ""
+        if not name and isinstance(meta, dict):
+            candidate = meta.get("name") or meta.get("generateName") or ""
+            name = candidate if isinstance(candidate, str) else ""
+        if unknown:
+            if options.field_validation == STRICT:
+                errors = [*errors, *(FieldError(p, "Unknown field", "field not declared in schema") for p in unknown)]
+            elif options.field_validation == WARN:
+                options.warnings.extend(f'unknown field "{p}"' for p in unknown)
+        if errors:
+            raise Invalid.for_object(kind.kind, kind.group, name, errors)
+        return obj
+
+    async def _write_update(
+        self,
+        kind: Kind,
+        namespace: str | None,
+        name: str,
+        old_kv: KeyValue,
+        body: Object,
+        options: WriteOptions,
+        subresource: str,
+    ) -> Object:
+        old = decode(old_kv)
+        raw_meta = body.get("metadata")
+        body_meta: dict[str, Any] = raw_meta if isinstance(raw_meta, dict) else {}
+        if body_meta.get("name") and body_meta["name"] != name:
+            raise BadRequest(
+                f'the name of the object ({body_meta["name"]}) does not match the name on the URL ({name})'
+            )
+        if subresource == "status":
+            merged = copy.deepcopy(old)
+            if "status" in body:
+                merged["status"] = body["status"]
+            else:
+                merged.pop("status", None)
+            body = merged
+        else:
+            body = {**body, "metadata": {**body_meta, "name": name}}
+            if kind.has_status:
+                if "status" in old:
+                    body["status"] = old["status"]
+                else:
+                    body.pop("status", None)
+        new = self._admit(kind, namespace, body, options, name_hint=name)
+        errors: list[FieldError] = []
+        if kind.validate_update is not None:
+            errors = kind.validate_update(new, old)
+        if errors:
+            raise Invalid.for_object(kind.kind, kind.group, name, errors)
+        meta, old_meta = new["metadata"], old["metadata"]
+        for owned in ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds"):
+            if owned in old_meta:
+                meta[owned] = old_meta[owned]
+            else:
+                meta.pop(owned, None)
+        meta["generation"] = old_meta.get("generation", 1) + (1 if _spec_changed(new, old) else 0)
+        meta.pop("resourceVersion", None)
+        if options.dry_run:
+            meta["resourceVersion"] = old_meta["resourceVersion"]
+            return new
+        key = kind.key(namespace, name)
+        try:
+            if meta.get("deletionTimestamp") and not meta.get("finalizers"):
+                # The last finalizer was removed from an object being deleted: it goes now.
+                gone = await self.store.delete(key, old_kv.mod_revision)
+                meta["resourceVersion"] = str(gone.mod_revision)
+                return new
+            if old_meta.get("deletionTimestamp"):
+                added = set(meta.get("finalizers") or []) - set(old_meta.get("finalizers") or [])
+                if added:
+                    raise Invalid.for_object(kind.kind, kind.group, name, [
+                        invalid("metadata.finalizers", sorted(added), "no new finalizers can be added if the "
+                                "object is being deleted")])
+            kv = await self.store.update(key, encode(new), old_kv.mod_revision)
+        except RevisionMismatch:
+            raise _conflict(kind, name) from None
+        except KeyNotFound:
+            raise _not_found(kind, name) from None
+        except StoreError as err:
+            raise ServiceUnavailable(f"the store is unavailable: {err}") from None
+        meta["resourceVersion"] = str(kv.mod_revision)
+        return new
+
+    async def _require_namespace(self, namespace: str) -> None:
+        assert NAMESPACE is not None
+        kv = await self._store_call(self.store.get(NAMESPACE.key(None, namespace)))
+        if kv is None:
+            raise NotFound(f'namespaces "{namespace}" not found', name=namespace, kind="namespaces")
+        if decode(kv)["metadata"].get("deletionTimestamp"):
+            raise Forbidden(
+                f"unable to create new content in namespace {namespace} because it is being terminated",
+                name=namespace, kind="namespaces",
+            )
+
+    async def _empty_namespace(self, namespace: str) -> None:
+        """Delete what a namespace holds. Stands in for the namespace controller, which takes
+        this over with the garbage collector."""
+        for kind in REGISTRY.kinds:
+            if not kind.namespaced:
+                continue
+            listed = await self.store.list(kind.key_prefix(namespace))
+            for kv in listed.items:
+                try:
+                    await self.store.delete(kv.key)
+                except KeyNotFound:
+                    pass
+
+    async def _store_call(self, awaitable: Any) -> Any:
+        try:
+            return await awaitable
+        except (KeyExists, KeyNotFound, RevisionMismatch, Compacted):
+            raise
+        except StoreError as err:
+            raise ServiceUnavailable(f"the store is unavailable: {err}") from None
+
+
+def _with_namespace(kind: Kind, body: Object, namespace: str | None) -> Object:
+    meta = body.get("metadata")
+    if not isinstance(meta, dict):
+        return body
+    if kind.namespaced:
+        if namespace and meta.get("namespace") != namespace:
+            return {**body, "metadata": {**meta, "namespace": namespace}}
+    elif "namespace" in meta:
+        rest = dict(meta)
+        rest.pop("namespace")
+        return {**body, "metadata": rest}
+    return body
+
+
+def _spec_changed(new: Object, old: Object) -> bool:
+    ignored = ("metadata", "status")
+    return {k: v for k, v in new.items() if k not in ignored} != {k: v for k, v in old.items() if k not in ignored}
+
+
+def _translate(event: Event, flt: Filter) -> WatchEvent | None:
+    """A store event as a watch event, seen through a selector: an object that stops
+    matching is DELETED for this watcher, one that starts matching is ADDED."""
+    obj = decode(event.kv)
+    if event.type is EventType.DELETE:
+        return WatchEvent("DELETED", obj) if flt.empty or flt.matches(obj) else None
+    if flt.empty:
+        return WatchEvent("ADDED" if event.prev is None else "MODIFIED", obj)
+    now_matches = flt.matches(obj)
+    was_matching = event.prev is not None and flt.matches(decode(event.prev))
+    if now_matches:
+        return WatchEvent("MODIFIED" if was_matching else "ADDED", obj)
+    return WatchEvent("DELETED", obj) if was_matching else None
+
+
+def _name_from_selector(flt: Filter) -> str:
+    """A ``metadata.name=x`` field selector lets a list skip decoding other objects."""
+    if flt.fields is None:
+        return ""
+    return flt.fields.exact("metadata.name") or ""
+
+
+def _encode_continue(revision: int, key: str) -> str:
+    import base64
+
+    return base64.urlsafe_b64encode(orjson.dumps({"rv": revision, "start": key})).decode()
+
+
+def _decode_continue(token: str) -> tuple[int, str]:
+    import base64
+
+    try:
+        data = orjson.loads(base64.urlsafe_b64decode(token.encode()))
+        return int(data["rv"]), str(data["start"])
+    except (ValueError, KeyError, TypeError):
+        raise BadRequest(f'continue token "{token[:40]}" is invalid') from None
+
+
+def _not_found(kind: Kind, name: str) -> NotFound:
+    return NotFound(f'{kind.resource} "{name}" not found', name=name, group=kind.group, kind=kind.plural)
+
+
+def _already_exists(kind: Kind, name: str) -> AlreadyExists:
+    return AlreadyExists(f'{kind.resource} "{name}" already exists', name=name, group=kind.group, kind=kind.plural)
+
+
+def _conflict(kind: Kind, name: str, why: str = "") -> Conflict:
+    why = why or "the object has been modified; please apply your changes to the latest version and try again"
+    return Conflict(f'Operation cannot be fulfilled on {kind.resource} "{name}": {why}', name=name,
+                    group=kind.group, kind=kind.plural)
+
+
+__all__ = ["ApiError", "Filter", "ListOptions", "Resources", "WatchEvent", "WriteOptions"]

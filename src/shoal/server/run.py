@@ -1,0 +1,106 @@
+"""Running the API server: open the store, seed it, write the kubeconfig, serve HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import signal
+import socket
+from collections.abc import Callable
+from pathlib import Path
+
+import uvicorn
+
+from shoal.client import LocalClient, kubeconfig, manifests
+from shoal.server.app import create_app
+from shoal.server.resources import Resources
+from shoal.store import open_store
+
+log = logging.getLogger(__name__)
+
+
+class ConfigError(Exception):
+    """A server setting that cannot work; the message says which and why."""
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    host, sep, port_text = listen.rpartition(":")
+    if not sep or not port_text.isdigit() or not 0 <= int(port_text) < 65536:
+        raise ConfigError(f"--listen {listen!r}: expected HOST:PORT, as in 127.0.0.1:6443")
+    host = host.strip("[]") or "127.0.0.1"
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise ConfigError(
+            f"--listen {listen!r}: plain HTTP is served only on a loopback address until TLS "
+            "arrives with the security work; use 127.0.0.1:PORT"
+        )
+    return host, int(port_text)
+
+
+async def serve(
+    data_dir: Path,
+    listen: str = "127.0.0.1:6443",
+    store_url: str = "",
+    apply_paths: tuple[str, ...] = (),
+    on_ready: Callable[[str], None] | None = None,
+) -> None:
+    """Serve until SIGINT/SIGTERM. ``on_ready`` is told the server URL once it listens."""
+    host, port = parse_listen(listen)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        store = await open_store(store_url or f"sqlite:///{data_dir / 'state.db'}")
+    except ValueError as err:  # a store URL that names no backend
+        raise ConfigError(f"--store: {err}") from None
+    try:
+        resources = Resources(store)
+        await resources.bootstrap()
+        config = uvicorn.Config(
+            create_app(resources, f"{host}:{port}"), host=host, port=port, log_level="warning",
+            access_log=False, lifespan="off", loop="none", http="httptools", timeout_graceful_shutdown=1,
+        )
+        server = uvicorn.Server(config)
+        listener = bind(host, port)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
+        # uvicorn.Server.serve() would install its own signal handlers; these are its other
+        # steps (load the config, create the lifespan, startup, main_loop) without them.
+        config.load()
+        server.lifespan = config.lifespan_class(config)
+        await server.startup(sockets=[listener])
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(_serve_until_exit(server))
+            url = f"http://{host}:{listener.getsockname()[1]}"
+            kubeconfig.write(data_dir / "kubeconfig", url)
+            client = LocalClient(resources)
+            for path in apply_paths:
+                for manifest in manifests.load(path):
+                    action, _ = await manifests.apply(client, manifest)
+                    log.warning("%s %s", manifest.description, action)
+            if on_ready is not None:
+                on_ready(url)
+    finally:
+        await store.close()
+
+
+async def _serve_until_exit(server: uvicorn.Server) -> None:
+    await server.main_loop()
+    await server.shutdown()
+
+
+def bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as err:
+        sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port}: {err.strerror}") from None
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
