@@ -21,7 +21,7 @@ import asyncio
 import json
 import multiprocessing
 import os
-import statistics
+import re
 import subprocess
 import sys
 import tempfile
@@ -65,8 +65,19 @@ class Server:
 
     def __init__(self, data_dir: Path) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "shoal.cli.main", "server", "--data-dir", str(data_dir), "--listen", "127.0.0.1:0"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            [
+                sys.executable,
+                "-m",
+                "shoal.cli.main",
+                "server",
+                "--data-dir",
+                str(data_dir),
+                "--listen",
+                "127.0.0.1:0",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         assert self.proc.stdout is not None
         deadline = time.monotonic() + 30
@@ -75,10 +86,9 @@ class Server:
             line = self.proc.stdout.readline()
             if not line:
                 raise RuntimeError("shoal server exited before it was ready")
-            for word in line.split():
-                if word.startswith("http://"):
-                    self.url = word.rstrip(".,")
-            if self.url:
+            match = re.search(r"(http://[^\s;,]+)", line)
+            if match:
+                self.url = match.group(1)
                 return
         raise RuntimeError("shoal server did not become ready")
 
@@ -90,8 +100,10 @@ class Server:
 async def closed_loop(url: str, ns: str, concurrency: int, total: int) -> dict[str, float]:
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as http:
-        await http.post("/api/v1/namespaces", content=orjson.dumps(
-            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}))
+        await http.post(
+            "/api/v1/namespaces",
+            content=orjson.dumps({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+        )
         latencies: list[float] = []
         counter = iter(range(total))
 
@@ -111,10 +123,13 @@ async def closed_loop(url: str, ns: str, concurrency: int, total: int) -> dict[s
 
 
 async def fixed_rate(url: str, ns: str, rate: float, seconds: float) -> dict[str, float]:
-    async with httpx.AsyncClient(base_url=url, timeout=30,
-                                 limits=httpx.Limits(max_connections=64, max_keepalive_connections=64)) as http:
-        await http.post("/api/v1/namespaces", content=orjson.dumps(
-            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}))
+    async with httpx.AsyncClient(
+        base_url=url, timeout=30, limits=httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    ) as http:
+        await http.post(
+            "/api/v1/namespaces",
+            content=orjson.dumps({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+        )
         latencies: list[float] = []
 
         async def one(i: int) -> None:
@@ -148,14 +163,19 @@ def in_other_process(target: Callable[..., None], *args: Any) -> dict[str, Any]:
     receiver, sender = multiprocessing.Pipe(duplex=False)
     proc = multiprocessing.Process(target=target, args=(*args, sender))
     proc.start()
-    result: dict[str, Any] = receiver.recv()
-    proc.join()
+    sender.close()
+    try:
+        result: dict[str, Any] = receiver.recv()
+    except EOFError:
+        raise RuntimeError(f"the benchmark client process failed (exit {proc.exitcode})") from None
+    finally:
+        proc.join()
     return result
 
 
 async def in_process(store_url: str, concurrency: int, total: int) -> dict[str, float]:
     from shoal.api import REGISTRY
-    from shoal.client import LocalClient
+    from shoal.client.local import LocalClient
     from shoal.server.resources import Resources
     from shoal.store import open_store
 
@@ -189,7 +209,9 @@ def run_watchers(url: str, ns: str, watchers: int, events: int, ready: Any, out:
         delays: list[float] = []
         counts = [0] * watchers
         limits = httpx.Limits(max_connections=watchers + 4, max_keepalive_connections=watchers + 4)
-        async with httpx.AsyncClient(base_url=url, timeout=httpx.Timeout(60, read=None), limits=limits) as http:
+        async with httpx.AsyncClient(
+            base_url=url, timeout=httpx.Timeout(60, read=None), limits=limits
+        ) as http:
             rv = (await http.get(CM_PATH.format(ns=ns))).json()["metadata"]["resourceVersion"]
             opened = 0
 
@@ -226,8 +248,10 @@ def run_watchers(url: str, ns: str, watchers: int, events: int, ready: Any, out:
 
 def watch_fanout(url: str, ns: str, watchers: int, events: int, rate: float) -> dict[str, Any]:
     with httpx.Client(base_url=url, timeout=30) as http:
-        http.post("/api/v1/namespaces", content=orjson.dumps(
-            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}))
+        http.post(
+            "/api/v1/namespaces",
+            content=orjson.dumps({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+        )
         ready_r, ready_w = multiprocessing.Pipe(duplex=False)
         out_r, out_w = multiprocessing.Pipe(duplex=False)
         proc = multiprocessing.Process(target=run_watchers, args=(url, ns, watchers, events, ready_w, out_w))
@@ -259,11 +283,14 @@ def main() -> None:
                 for c in (1, 8, 32):
                     count = total // 4 if c == 1 else total
                     round_out[f"http_c{c}"] = in_other_process(
-                        run_http_client, server.url, "closed", f"r{r}c{c}", c, count)
+                        run_http_client, server.url, "closed", f"r{r}c{c}", c, count
+                    )
                 round_out["http_fixed_200_per_s"] = in_other_process(
-                    run_http_client, server.url, "fixed", f"r{r}fixed", 200, 2000 if not args.quick else 600)
-                round_out["watch_fanout"] = watch_fanout(server.url, f"r{r}watch", 100, 100 if not args.quick else 30,
-                                                         rate=20)
+                    run_http_client, server.url, "fixed", f"r{r}fixed", 200, 2000 if not args.quick else 600
+                )
+                round_out["watch_fanout"] = watch_fanout(
+                    server.url, f"r{r}watch", 100, 100 if not args.quick else 30, rate=20
+                )
             finally:
                 server.stop()
             for backend in ("sqlite", "memory"):
@@ -277,4 +304,3 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
-

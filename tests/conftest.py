@@ -30,8 +30,12 @@ class ShoalServer:
 
     def env(self) -> dict[str, str]:
         """An environment in which ``shoal`` (and kubectl) talk to this server."""
-        return {**os.environ, "SHOAL_KUBECONFIG": str(self.kubeconfig), "KUBECONFIG": str(self.kubeconfig),
-                "SHOAL_DATA_DIR": str(self.data_dir)}
+        return {
+            **os.environ,
+            "SHOAL_KUBECONFIG": str(self.kubeconfig),
+            "KUBECONFIG": str(self.kubeconfig),
+            "SHOAL_DATA_DIR": str(self.data_dir),
+        }
 
 
 def start_shoal_server(data_dir: Path, *extra: str, timeout: float = 30.0) -> ShoalServer:
@@ -41,7 +45,9 @@ def start_shoal_server(data_dir: Path, *extra: str, timeout: float = 30.0) -> Sh
     with log.open("w") as stderr:
         process = subprocess.Popen(
             [SHOAL, "server", "--data-dir", str(data_dir), "--listen", "127.0.0.1:0", *extra],
-            stdout=subprocess.PIPE, stderr=stderr, text=True,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
             env={**os.environ, "SHOAL_DATA_DIR": str(data_dir)},
         )
     output = LineReader(process.stdout)

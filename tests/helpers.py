@@ -11,7 +11,9 @@ from typing import IO, TypeVar
 T = TypeVar("T")
 
 
-def wait_until(condition: Callable[[], T], timeout: float = 10.0, interval: float = 0.05, what: str = "") -> T:
+def wait_until(
+    condition: Callable[[], T], timeout: float = 10.0, interval: float = 0.05, what: str = ""
+) -> T:
     """Poll ``condition`` until it returns something truthy; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:

@@ -14,7 +14,9 @@ from tests.helpers import LineReader
 
 pytestmark = [
     pytest.mark.kubectl,
-    pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed (make test installs it)"),
+    pytest.mark.skipif(
+        shutil.which("kubectl") is None, reason="kubectl is not installed (make test installs it)"
+    ),
 ]
 
 DEPLOYMENT = """
@@ -50,10 +52,15 @@ spec:
 """
 
 
-def kubectl(server: Any, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+def kubectl(
+    server: Any, *args: str, input: str | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
         ["kubectl", "--kubeconfig", str(server.kubeconfig), *args],
-        input=input, capture_output=True, text=True, timeout=60,
+        input=input,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     if check and result.returncode != 0:
         raise AssertionError(f"kubectl {' '.join(args)} failed ({result.returncode}): {result.stderr}")
@@ -69,8 +76,21 @@ def create_namespace(server: Any, name: str) -> None:
 
 def test_api_resources_lists_every_kind(shoal_server: Any) -> None:
     out = kubectl(shoal_server, "api-resources").stdout
-    for plural in ("namespaces", "nodes", "pods", "services", "endpoints", "secrets", "configmaps", "events",
-                   "leases", "deployments", "replicasets", "daemonsets", "jobs"):
+    for plural in (
+        "namespaces",
+        "nodes",
+        "pods",
+        "services",
+        "endpoints",
+        "secrets",
+        "configmaps",
+        "events",
+        "leases",
+        "deployments",
+        "replicasets",
+        "daemonsets",
+        "jobs",
+    ):
         assert any(line.split()[0] == plural for line in out.splitlines()[1:]), f"{plural} missing:\n{out}"
     deploy = next(line for line in out.splitlines() if line.startswith("deployments"))
     assert "deploy" in deploy.split() and "apps/v1" in deploy.split() and "Deployment" in deploy.split()
@@ -84,8 +104,9 @@ def test_apply_twice_updates_with_strategic_merge(shoal_server: Any, tmp_path: P
     first = kubectl(shoal_server, "apply", "-n", ns, "-f", str(manifest)).stdout
     assert "deployment.apps/web created" in first and "service/web created" in first
 
-    manifest.write_text(DEPLOYMENT.replace("image: busybox:1.36", "image: busybox:1.37")
-                        .replace("replicas: 2", "replicas: 4"))
+    manifest.write_text(
+        DEPLOYMENT.replace("image: busybox:1.36", "image: busybox:1.37").replace("replicas: 2", "replicas: 4")
+    )
     second = kubectl(shoal_server, "apply", "-n", ns, "-f", str(manifest)).stdout
     assert "deployment.apps/web configured" in second
     assert "service/web unchanged" in second
@@ -99,7 +120,9 @@ def test_apply_twice_updates_with_strategic_merge(shoal_server: Any, tmp_path: P
     assert deploy["metadata"]["generation"] == 2
 
     # Removing a container from the manifest removes it from the object.
-    manifest.write_text(DEPLOYMENT.split("        - name: sidecar")[0] + DEPLOYMENT.split("image: busybox:1.35")[1])
+    manifest.write_text(
+        DEPLOYMENT.split("        - name: sidecar")[0] + DEPLOYMENT.split("image: busybox:1.35")[1]
+    )
     kubectl(shoal_server, "apply", "-n", ns, "-f", str(manifest))
     deploy = json.loads(kubectl(shoal_server, "get", "-n", ns, "deployment", "web", "-o", "json").stdout)
     assert [c["name"] for c in deploy["spec"]["template"]["spec"]["containers"]] == ["httpd"]
@@ -131,13 +154,19 @@ def test_get_watch_prints_a_pod_created_afterwards(shoal_server: Any) -> None:
     create_namespace(shoal_server, ns)
     watcher = subprocess.Popen(
         ["kubectl", "--kubeconfig", str(shoal_server.kubeconfig), "get", "pods", "-n", ns, "-w"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         reader = LineReader(watcher.stdout)
         # kubectl says so on stderr when the list is empty; the watch is open once the list is done.
-        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "late", "namespace": ns},
-               "spec": {"containers": [{"name": "c", "image": "busybox"}]}}
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "late", "namespace": ns},
+            "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+        }
         kubectl(shoal_server, "create", "-f", "-", input=json.dumps(pod))
         line = reader.wait_for(lambda text: text.startswith("late"), timeout=20)
         assert "Pending" in line
@@ -153,7 +182,9 @@ def test_scale_and_delete(shoal_server: Any, tmp_path: Path) -> None:
     kubectl(shoal_server, "apply", "-n", ns, "-f", str(tmp_path / "web.yaml"))
     out = kubectl(shoal_server, "scale", "-n", ns, "deployment/web", "--replicas=7").stdout
     assert "deployment.apps/web scaled" in out
-    replicas = kubectl(shoal_server, "get", "-n", ns, "deploy", "web", "-o", "jsonpath={.spec.replicas}").stdout
+    replicas = kubectl(
+        shoal_server, "get", "-n", ns, "deploy", "web", "-o", "jsonpath={.spec.replicas}"
+    ).stdout
     assert replicas == "7"
 
     out = kubectl(shoal_server, "delete", "-n", ns, "deployment/web", "service/web").stdout
@@ -163,9 +194,15 @@ def test_scale_and_delete(shoal_server: Any, tmp_path: Path) -> None:
 
 
 def test_refusals_name_the_field(shoal_server: Any) -> None:
-    bad = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "bad"},
-           "spec": {"selector": {"matchLabels": {"a": "b"}},
-                    "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c"}]}}}}
+    bad = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "bad"},
+        "spec": {
+            "selector": {"matchLabels": {"a": "b"}},
+            "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c"}]}},
+        },
+    }
     result = kubectl(shoal_server, "create", "-f", "-", input=json.dumps(bad), check=False)
     assert result.returncode != 0
     assert "spec.template.spec.containers[0].image: Required value" in result.stderr

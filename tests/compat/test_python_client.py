@@ -58,7 +58,9 @@ def test_create_list_patch_watch_delete(api_client: Any) -> None:
 
     def watch_config_maps() -> None:
         w = watch.Watch()
-        for event in w.stream(core.list_namespaced_config_map, ns, resource_version=start, timeout_seconds=20):
+        for event in w.stream(
+            core.list_namespaced_config_map, ns, resource_version=start, timeout_seconds=20
+        ):
             seen.append((event["type"], event["object"].metadata.name))
             if len(seen) == 3:
                 w.stop()
@@ -66,8 +68,9 @@ def test_create_list_patch_watch_delete(api_client: Any) -> None:
 
     watcher = threading.Thread(target=watch_config_maps, daemon=True)
     watcher.start()
-    core.create_namespaced_config_map(ns, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="c1"),
-                                                             data={"k": "v"}))
+    core.create_namespaced_config_map(
+        ns, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="c1"), data={"k": "v"})
+    )
     core.patch_namespaced_config_map("c1", ns, {"data": {"k": "w"}})
     core.delete_namespaced_config_map("c1", ns)
     assert done.wait(20), f"watch saw only {seen}"
@@ -81,8 +84,9 @@ def test_create_list_patch_watch_delete(api_client: Any) -> None:
 
 def test_stale_resource_version_conflicts(api_client: Any) -> None:
     core = client.CoreV1Api(api_client)
-    cm = core.create_namespaced_config_map("default", client.V1ConfigMap(
-        metadata=client.V1ObjectMeta(name="cas"), data={"v": "1"}))
+    cm = core.create_namespaced_config_map(
+        "default", client.V1ConfigMap(metadata=client.V1ObjectMeta(name="cas"), data={"v": "1"})
+    )
     cm.data = {"v": "2"}
     core.replace_namespaced_config_map("cas", "default", cm)  # carries the old resourceVersion: wins once
     cm.data = {"v": "3"}

@@ -70,10 +70,12 @@ spec:
 STACK_NAMES = ["namespace/{ns}", "configmap/web-config", "deployment.apps/web", "service/web"]
 
 
-def shoal(server: ShoalServer, *args: str, input: str | None = None,
-          env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([SHOAL, *args], input=input, capture_output=True, text=True, timeout=60,
-                          env=env or server.env())
+def shoal(
+    server: ShoalServer, *args: str, input: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [SHOAL, *args], input=input, capture_output=True, text=True, timeout=60, env=env or server.env()
+    )
 
 
 def ok(server: ShoalServer, *args: str, input: str | None = None) -> str:
@@ -112,8 +114,9 @@ def stack(shoal_server: ShoalServer, tmp_path_factory: pytest.TempPathFactory) -
 # -- apply ---------------------------------------------------------------------------------
 
 
-def test_apply_creates_then_leaves_unchanged_then_configures(shoal_server: ShoalServer,
-                                                              tmp_path: Path) -> None:
+def test_apply_creates_then_leaves_unchanged_then_configures(
+    shoal_server: ShoalServer, tmp_path: Path
+) -> None:
     names = [n.format(ns="lifecycle") for n in STACK_NAMES]
     path = write(tmp_path / "stack.yaml", STACK.format(ns="lifecycle", replicas=2))
 
@@ -129,23 +132,33 @@ def test_apply_creates_then_leaves_unchanged_then_configures(shoal_server: Shoal
 
 def test_apply_reads_stdin_and_folders(shoal_server: ShoalServer, tmp_path: Path) -> None:
     config = "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}}}\ndata: {{k: v}}\n"
-    assert ok(shoal_server, "apply", "-f", "-", input=config.format(name="from-stdin")) == \
-        "configmap/from-stdin created\n"
+    assert (
+        ok(shoal_server, "apply", "-f", "-", input=config.format(name="from-stdin"))
+        == "configmap/from-stdin created\n"
+    )
     folder = tmp_path / "manifests"
     folder.mkdir()
     write(folder / "a.yaml", config.format(name="from-folder-a"))
-    write(folder / "b.json", json.dumps({"apiVersion": "v1", "kind": "ConfigMap",
-                                         "metadata": {"name": "from-folder-b"}}))
+    write(
+        folder / "b.json",
+        json.dumps({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "from-folder-b"}}),
+    )
     write(folder / "notes.txt", "not a manifest")
     assert ok(shoal_server, "apply", "-f", str(folder)).splitlines() == [
-        "configmap/from-folder-a created", "configmap/from-folder-b created"]
+        "configmap/from-folder-a created",
+        "configmap/from-folder-b created",
+    ]
 
 
 def test_malformed_yaml_applies_nothing(shoal_server: ShoalServer, tmp_path: Path) -> None:
     good = write(tmp_path / "good.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: not-applied-1}\n")
-    bad = write(tmp_path / "bad.yaml", (
-        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: not-applied-2}\n---\n"
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: broken\n data: [unclosed\n"))
+    bad = write(
+        tmp_path / "bad.yaml",
+        (
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: not-applied-2}\n---\n"
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: broken\n data: [unclosed\n"
+        ),
+    )
     line = fails(shoal(shoal_server, "apply", "-f", good, "-f", bad))
     assert bad in line and "line 9" in line, line
     for name in ("not-applied-1", "not-applied-2"):
@@ -162,9 +175,12 @@ def test_manifest_problems_name_file_document_and_field(shoal_server: ShoalServe
     assert f"{nameless} (document 1): metadata.name: Required value" in line
 
 
-def test_server_refusal_names_the_field_and_the_rest_is_applied(shoal_server: ShoalServer,
-                                                                tmp_path: Path) -> None:
-    path = write(tmp_path / "mixed.yaml", """\
+def test_server_refusal_names_the_field_and_the_rest_is_applied(
+    shoal_server: ShoalServer, tmp_path: Path
+) -> None:
+    path = write(
+        tmp_path / "mixed.yaml",
+        """\
 apiVersion: apps/v1
 kind: Deployment
 metadata: {name: no-image}
@@ -178,7 +194,8 @@ spec:
 apiVersion: v1
 kind: ConfigMap
 metadata: {name: applied-anyway}
-""")
+""",
+    )
     result = shoal(shoal_server, "apply", "-f", path)
     line = fails(result)
     assert line.startswith(f"error: {path} (document 1): ")
@@ -188,8 +205,9 @@ metadata: {name: applied-anyway}
 
 
 def test_namespace_problems_are_named(shoal_server: ShoalServer, tmp_path: Path) -> None:
-    path = write(tmp_path / "ns.yaml",
-                 "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, namespace: shop}\n")
+    path = write(
+        tmp_path / "ns.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, namespace: shop}\n"
+    )
     assert "namespace" in fails(shoal(shoal_server, "apply", "-f", path, "-n", "default"))
     bare = write(tmp_path / "bare.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n")
     line = fails(shoal(shoal_server, "apply", "-f", bare, "-n", "nowhere"))
@@ -231,7 +249,9 @@ def test_get_json_yaml_name(shoal_server: ShoalServer, stack: str) -> None:
     names = ok(shoal_server, "get", "deploy,svc,configmaps", "-n", stack, "-o", "name", "-l", "app=web")
     assert names.splitlines() == ["deployment.apps/web", "service/web", "configmap/web-config"]
     assert ok(shoal_server, "get", "svc/web", "deploy/web", "-n", stack, "-o", "name").splitlines() == [
-        "service/web", "deployment.apps/web"]
+        "service/web",
+        "deployment.apps/web",
+    ]
     everything = ok(shoal_server, "get", "all", "-n", stack, "-o", "name").splitlines()
     assert "deployment.apps/web" in everything and "service/web" in everything
     assert "configmap/web-config" not in everything
@@ -252,8 +272,13 @@ def test_unknown_kind(shoal_server: ShoalServer) -> None:
 
 
 def test_watch_prints_rows_as_they_come(shoal_server: ShoalServer, stack: str) -> None:
-    watcher = subprocess.Popen([SHOAL, "get", "configmaps", "-w", "-n", stack], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, env=shoal_server.env())
+    watcher = subprocess.Popen(
+        [SHOAL, "get", "configmaps", "-w", "-n", stack],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=shoal_server.env(),
+    )
     try:
         out = LineReader(watcher.stdout)
         out.wait_for(lambda line: line.startswith("web-config"))
@@ -297,7 +322,7 @@ source: {{component: deployment-controller}}
 """
     ok(shoal_server, "apply", "-f", "-", input=event)
     lines = ok(shoal_server, "describe", "deploy/web", "-n", stack).splitlines()
-    events = lines[lines.index("Events:") + 1:]
+    events = lines[lines.index("Events:") + 1 :]
     assert events[0].split() == ["Type", "Reason", "Age", "From", "Message"]
     assert events[2].split()[:2] == ["Normal", "ScalingReplicaSet"]
     assert events[2].endswith("deployment-controller  Scaled up replica set web-abc to 2")
@@ -313,19 +338,28 @@ source: {{component: deployment-controller}}
 def test_delete(shoal_server: ShoalServer, tmp_path: Path) -> None:
     path = write(tmp_path / "stack.yaml", STACK.format(ns="doomed", replicas=1))
     ok(shoal_server, "apply", "-f", path)
-    assert ok(shoal_server, "delete", "cm", "web-config", "-n", "doomed", "--cascade", "foreground") == \
-        'configmap "web-config" deleted\n'
-    assert fails(shoal(shoal_server, "get", "cm", "web-config", "-n", "doomed")) == \
-        'error: configmaps "web-config" not found'
-    assert fails(shoal(shoal_server, "delete", "cm", "web-config", "-n", "doomed")) == \
-        'error: configmaps "web-config" not found'
+    assert (
+        ok(shoal_server, "delete", "cm", "web-config", "-n", "doomed", "--cascade", "foreground")
+        == 'configmap "web-config" deleted\n'
+    )
+    assert (
+        fails(shoal(shoal_server, "get", "cm", "web-config", "-n", "doomed"))
+        == 'error: configmaps "web-config" not found'
+    )
+    assert (
+        fails(shoal(shoal_server, "delete", "cm", "web-config", "-n", "doomed"))
+        == 'error: configmaps "web-config" not found'
+    )
     result = shoal(shoal_server, "delete", "cm", "web-config", "-n", "doomed", "--ignore-not-found")
     assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
 
     # -f deletes what the manifests declare, the namespace last; what is gone already is skipped
     out = ok(shoal_server, "delete", "-f", path, "--ignore-not-found")
     assert out.splitlines() == [
-        'service "web" deleted', 'deployment.apps "web" deleted', 'namespace "doomed" deleted']
+        'service "web" deleted',
+        'deployment.apps "web" deleted',
+        'namespace "doomed" deleted',
+    ]
     assert "not found" in fails(shoal(shoal_server, "get", "ns", "doomed"))
 
 
@@ -373,8 +407,9 @@ def test_server_applies_and_stops_cleanly_on_ctrl_c(own_server: Path) -> None:
         ready = server.output.seen[-1]
         assert f"export KUBECONFIG={server.kubeconfig}" in ready and server.url in ready
         env = {**os.environ, "SHOAL_KUBECONFIG": str(server.kubeconfig)}
-        got = subprocess.run([SHOAL, "get", "cm", "seeded", "-o", "name"], capture_output=True, text=True,
-                             timeout=60, env=env)
+        got = subprocess.run(
+            [SHOAL, "get", "cm", "seeded", "-o", "name"], capture_output=True, text=True, timeout=60, env=env
+        )
         assert got.stdout == "configmap/seeded\n", got.stderr
         server.process.send_signal(signal.SIGINT)
         assert server.process.wait(timeout=15) == 0
@@ -384,6 +419,10 @@ def test_server_applies_and_stops_cleanly_on_ctrl_c(own_server: Path) -> None:
 
 
 def test_server_config_error(tmp_path: Path) -> None:
-    result = subprocess.run([SHOAL, "server", "--data-dir", str(tmp_path), "--listen", "0.0.0.0:6443"],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [SHOAL, "server", "--data-dir", str(tmp_path), "--listen", "0.0.0.0:6443"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert "loopback" in fails(result)

@@ -56,6 +56,10 @@ class Kind:
     # Checks the object's name; returns problems as sentences.
     name_rule: Callable[[str], list[str]] = dns1123_subdomain
     has_status: bool = True  # the kind has a status subresource
+    # Whether a create keeps the status it is given. Kubernetes resets it for most kinds
+    # (status is what controllers observe, not what users declare); an agent registers its
+    # Node with its status.
+    keeps_status_on_create: bool = False
     scale: Scale | None = None
     columns: tuple[Column, ...] = ()
     # Computed defaults beyond the schema's simple ones; mutates a fresh copy in place.

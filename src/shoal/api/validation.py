@@ -160,7 +160,7 @@ def config_map_key(value: str) -> list[str]:
     return problems
 
 
-# --- Ports, addresses, selectors, immutability: shared by Pods, Services, controllers. ---
+# --- Ports, addresses, immutability: shared by Pods, Services, Endpoints, controllers. ---
 
 _PORT_NAME_CHARS = re.compile(r"^[-a-z0-9]+$")
 _HAS_LETTER = re.compile(r"[a-z]")

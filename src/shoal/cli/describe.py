@@ -94,7 +94,7 @@ def tree(value: Any, depth: int) -> list[str]:
                 inner = [f"{pad}{INDENT}{_scalar(item)}"]
             if inner:
                 first = inner[0]
-                inner[0] = f"{pad}- {first[len(pad) + len(INDENT):]}"
+                inner[0] = f"{pad}- {first[len(pad) + len(INDENT) :]}"
             lines += inner or [f"{pad}- <none>"]
         return lines
     if not isinstance(value, dict):
@@ -138,19 +138,28 @@ def _events_section(events: list[Object] | None, note: str) -> list[str]:
     table.add_row(*(Text("-" * len(h)) for h in headers))
     for event in sorted(events, key=_event_time):
         source = event.get("source") or {}
-        table.add_row(*(Text(c) for c in (
-            str(event.get("type") or ""),
-            str(event.get("reason") or ""),
-            _event_age(event),
-            str(event.get("reportingComponent") or source.get("component") or ""),
-            " ".join(str(event.get("message") or "").split()),
-        )))
+        table.add_row(
+            *(
+                Text(c)
+                for c in (
+                    str(event.get("type") or ""),
+                    str(event.get("reason") or ""),
+                    _event_age(event),
+                    str(event.get("reportingComponent") or source.get("component") or ""),
+                    " ".join(str(event.get("message") or "").split()),
+                )
+            )
+        )
     return ["Events:", *(f"{INDENT}{line}" for line in render_rich(table, 10_000).splitlines())]
 
 
 def _event_time(event: Object) -> str:
-    return str(event.get("lastTimestamp") or event.get("eventTime") or
-               (event.get("metadata") or {}).get("creationTimestamp") or "")
+    return str(
+        event.get("lastTimestamp")
+        or event.get("eventTime")
+        or (event.get("metadata") or {}).get("creationTimestamp")
+        or ""
+    )
 
 
 def _event_age(event: Object) -> str:

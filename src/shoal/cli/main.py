@@ -29,12 +29,20 @@ def _check_server(ctx: click.Context, param: click.Parameter, value: str | None)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--kubeconfig", type=click.Path(dir_okay=False, path_type=Path), envvar="SHOAL_KUBECONFIG",
-              default=lambda: DEFAULT_DATA_DIR / "kubeconfig",
-              help="The kubeconfig that says where the API server is (default: $SHOAL_KUBECONFIG, "
-                   "else DATA_DIR/kubeconfig; DATA_DIR is $SHOAL_DATA_DIR or ~/.shoal).")
-@click.option("--server", metavar="URL", callback=_check_server,
-              help="The API server's URL (overrides the kubeconfig's).")
+@click.option(
+    "--kubeconfig",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="SHOAL_KUBECONFIG",
+    default=lambda: DEFAULT_DATA_DIR / "kubeconfig",
+    help="The kubeconfig that says where the API server is (default: $SHOAL_KUBECONFIG, "
+    "else DATA_DIR/kubeconfig; DATA_DIR is $SHOAL_DATA_DIR or ~/.shoal).",
+)
+@click.option(
+    "--server",
+    metavar="URL",
+    callback=_check_server,
+    help="The API server's URL (overrides the kubeconfig's).",
+)
 @click.version_option(package_name="shoal")
 @click.pass_context
 def cli(ctx: click.Context, kubeconfig: Path, server: str | None) -> None:
@@ -100,8 +108,9 @@ def _is_config_error(err: BaseException) -> bool:
 def main(argv: Sequence[str] | None = None) -> int:
     """The console script: run the command, report any failure as one line, return the status."""
     try:
-        result = cli.main(args=list(argv) if argv is not None else None, prog_name="shoal",
-                          standalone_mode=False)
+        result = cli.main(
+            args=list(argv) if argv is not None else None, prog_name="shoal", standalone_mode=False
+        )
     except click.exceptions.NoArgsIsHelpError as err:
         err.show()  # `shoal` alone: the help text, as click prints it
         return err.exit_code

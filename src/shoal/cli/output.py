@@ -79,8 +79,9 @@ class TablePrinter:
     kubectl). Remembers the column widths, so that the rows ``get -w`` prints later line up
     with the table printed first."""
 
-    def __init__(self, kind: Kind, *, wide: bool = False, namespace_column: bool = False,
-                 qualify_names: bool = False) -> None:
+    def __init__(
+        self, kind: Kind, *, wide: bool = False, namespace_column: bool = False, qualify_names: bool = False
+    ) -> None:
         self.kind = kind
         self.columns = [c for c in kind.columns if wide or c.priority == 0]
         if not self.columns:
@@ -106,8 +107,15 @@ class TablePrinter:
         rows = [self.cells(o) for o in objects]
         for row in rows:
             self.widths = [max(w, len(c)) for w, c in zip(self.widths, row, strict=True)]
-        table = Table(box=None, show_header=header, show_edge=False, pad_edge=False, header_style=None,
-                      padding=(0, _COLUMN_GAP, 0, 0), expand=False)
+        table = Table(
+            box=None,
+            show_header=header,
+            show_edge=False,
+            pad_edge=False,
+            header_style=None,
+            padding=(0, _COLUMN_GAP, 0, 0),
+            expand=False,
+        )
         for name, width in zip(self.headers, self.widths, strict=True):
             table.add_column(Text(name), min_width=width, no_wrap=True, overflow="ignore")
         for row in rows:
@@ -118,8 +126,16 @@ class TablePrinter:
 def render_rich(renderable: Any, width: int) -> str:
     """Plain text of a rich renderable: no colours, no wrapping, no trailing spaces."""
     buffer = io.StringIO()
-    console = Console(file=buffer, width=max(width, 20), color_system=None, force_terminal=False,
-                      highlight=False, markup=False, emoji=False, soft_wrap=False)
+    console = Console(
+        file=buffer,
+        width=max(width, 20),
+        color_system=None,
+        force_terminal=False,
+        highlight=False,
+        markup=False,
+        emoji=False,
+        soft_wrap=False,
+    )
     console.print(renderable)
     return "\n".join(line.rstrip() for line in buffer.getvalue().splitlines())
 
@@ -134,8 +150,11 @@ def no_resources(namespace: str | None) -> str:
 
 def document(kind: Kind, obj: Object) -> Object:
     """The object as a complete document: apiVersion and kind first (list items may lack them)."""
-    return {"apiVersion": obj.get("apiVersion") or kind.api_version, "kind": obj.get("kind") or kind.kind,
-            **{k: v for k, v in obj.items() if k not in ("apiVersion", "kind")}}
+    return {
+        "apiVersion": obj.get("apiVersion") or kind.api_version,
+        "kind": obj.get("kind") or kind.kind,
+        **{k: v for k, v in obj.items() if k not in ("apiVersion", "kind")},
+    }
 
 
 def list_document(items: Sequence[Object]) -> Object:

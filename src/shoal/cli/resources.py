@@ -20,8 +20,12 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def namespace_option(func: F) -> F:
-    return click.option("-n", "--namespace", metavar="NS",
-                        help="The namespace (default: the kubeconfig context's, usually default).")(func)
+    return click.option(
+        "-n",
+        "--namespace",
+        metavar="NS",
+        help="The namespace (default: the kubeconfig context's, usually default).",
+    )(func)
 
 
 # -- what the user named -------------------------------------------------------------------
@@ -98,24 +102,39 @@ class GetRequest:
         return None if self.all_namespaces else self.namespace
 
     def printer(self, kind: Kind) -> output.TablePrinter:
-        return output.TablePrinter(kind, wide=self.fmt == "wide", namespace_column=self.all_namespaces,
-                                   qualify_names=len(self.targets) > 1)
+        return output.TablePrinter(
+            kind,
+            wide=self.fmt == "wide",
+            namespace_column=self.all_namespaces,
+            qualify_names=len(self.targets) > 1,
+        )
 
 
 @click.command()
 @click.argument("args", nargs=-1, metavar="KIND[,KIND...] [NAME...]")
 @namespace_option
 @click.option("-A", "--all-namespaces", is_flag=True, help="List objects in every namespace.")
-@click.option("-l", "--selector", default="", metavar="SELECTOR",
-              help="Label selector, as in app=web,tier!=db.")
-@click.option("--field-selector", default="", metavar="SELECTOR",
-              help="Field selector, as in metadata.name=web.")
+@click.option(
+    "-l", "--selector", default="", metavar="SELECTOR", help="Label selector, as in app=web,tier!=db."
+)
+@click.option(
+    "--field-selector", default="", metavar="SELECTOR", help="Field selector, as in metadata.name=web."
+)
 @click.option("-o", "--output", "fmt", type=click.Choice(output.FORMATS), help="Output format.")
-@click.option("-w", "--watch", is_flag=True,
-              help="After the current objects, print each change as it happens.")
+@click.option(
+    "-w", "--watch", is_flag=True, help="After the current objects, print each change as it happens."
+)
 @pass_settings
-def get(settings: Settings, args: tuple[str, ...], namespace: str | None, all_namespaces: bool, selector: str,
-        field_selector: str, fmt: str | None, watch: bool) -> None:
+def get(
+    settings: Settings,
+    args: tuple[str, ...],
+    namespace: str | None,
+    all_namespaces: bool,
+    selector: str,
+    field_selector: str,
+    fmt: str | None,
+    watch: bool,
+) -> None:
     """Show objects as a table, YAML, JSON or names.
 
     KIND is a plural, singular or short name (deployments, deployment, deploy), several
@@ -129,8 +148,9 @@ def get(settings: Settings, args: tuple[str, ...], namespace: str | None, all_na
         raise click.UsageError("give either object names or selectors (-l, --field-selector), not both")
     if watch and (len(targets) != 1 or len(targets[0].names) > 1):
         raise click.UsageError("-w/--watch takes one kind and at most one name")
-    request = GetRequest(targets, settings.namespace(namespace), all_namespaces, selector, field_selector,
-                         fmt, watch)
+    request = GetRequest(
+        targets, settings.namespace(namespace), all_namespaces, selector, field_selector, fmt, watch
+    )
     try:
         run(_get(settings, request))
     except Interrupted:
@@ -157,29 +177,44 @@ async def _get(settings: Settings, request: GetRequest) -> None:
                 field_selector = request.field_selector
                 if target.names:  # get -w KIND NAME: watch that one object
                     field_selector = f"metadata.name={target.names[0]}"
-                listed = await client.list(kind, scope(kind, request.list_namespace),
-                                           label_selector=request.label_selector,
-                                           field_selector=field_selector)
+                listed = await client.list(
+                    kind,
+                    scope(kind, request.list_namespace),
+                    label_selector=request.label_selector,
+                    field_selector=field_selector,
+                )
                 version = str((listed.get("metadata") or {}).get("resourceVersion") or "")
                 results.append((kind, list(listed.get("items") or []), version))
         printers = _print_results(request, results, failed)
         if request.watch:
             kind, _, version = results[0]
-            await _watch(client, request, kind, version, printers.get(kind.kind) or request.printer(kind),
-                         header=kind.kind not in printers)
+            await _watch(
+                client,
+                request,
+                kind,
+                version,
+                printers.get(kind.kind) or request.printer(kind),
+                header=kind.kind not in printers,
+            )
         if failed:
             raise Failed()
 
 
-def _print_results(request: GetRequest, results: list[tuple[Kind, list[Object], str]],
-                   failed: bool) -> dict[str, output.TablePrinter]:
+def _print_results(
+    request: GetRequest, results: list[tuple[Kind, list[Object], str]], failed: bool
+) -> dict[str, output.TablePrinter]:
     """Print what get found; returns the table printers used, by kind name."""
     fmt = request.fmt
     if fmt in ("yaml", "json"):
+        if request.watch:  # a stream of documents, the current ones first
+            for kind, objects, _ in results:
+                for obj in objects:
+                    _print_event(request, kind, obj, request.printer(kind), False)
+            return {}
         docs = [output.document(kind, obj) for kind, objects, _ in results for obj in objects]
         single = len(request.targets) == 1 and len(request.targets[0].names) == 1
         if docs or not failed:
-            output.echo(output.render_documents(docs, fmt, single=single and not request.watch))
+            output.echo(output.render_documents(docs, fmt, single=single))
         return {}
     if fmt == "name":
         for kind, objects, _ in results:
@@ -203,8 +238,15 @@ def _print_results(request: GetRequest, results: list[tuple[Kind, list[Object], 
     return printers
 
 
-async def _watch(client: Client, request: GetRequest, kind: Kind, version: str, printer: output.TablePrinter,
-                 *, header: bool) -> None:
+async def _watch(
+    client: Client,
+    request: GetRequest,
+    kind: Kind,
+    version: str,
+    printer: output.TablePrinter,
+    *,
+    header: bool,
+) -> None:
     """Print each change after ``version`` until interrupted; relists when the server has
     forgotten that version."""
     namespace = scope(kind, request.list_namespace)
@@ -212,8 +254,13 @@ async def _watch(client: Client, request: GetRequest, kind: Kind, version: str, 
     field_selector = f"metadata.name={names[0]}" if names else request.field_selector
     while True:
         try:
-            events = client.watch(kind, namespace, resource_version=version,
-                                  label_selector=request.label_selector, field_selector=field_selector)
+            events = client.watch(
+                kind,
+                namespace,
+                resource_version=version,
+                label_selector=request.label_selector,
+                field_selector=field_selector,
+            )
             try:
                 async for event in events:
                     version = str(event.object.get("metadata", {}).get("resourceVersion") or version)
@@ -224,13 +271,15 @@ async def _watch(client: Client, request: GetRequest, kind: Kind, version: str, 
                 if closer is not None:
                     await closer()
         except Expired:
-            listed = await client.list(kind, namespace, label_selector=request.label_selector,
-                                       field_selector=field_selector)
+            listed = await client.list(
+                kind, namespace, label_selector=request.label_selector, field_selector=field_selector
+            )
             version = str((listed.get("metadata") or {}).get("resourceVersion") or "")
 
 
-def _print_event(request: GetRequest, kind: Kind, obj: Object, printer: output.TablePrinter,
-                 header: bool) -> bool:
+def _print_event(
+    request: GetRequest, kind: Kind, obj: Object, printer: output.TablePrinter, header: bool
+) -> bool:
     """Print one watched object; returns whether a table header is still to be printed."""
     if request.fmt in ("yaml", "json"):
         doc = output.document(kind, obj)
@@ -249,8 +298,9 @@ def _print_event(request: GetRequest, kind: Kind, obj: Object, printer: output.T
 @click.command()
 @click.argument("args", nargs=-1, metavar="KIND [NAME...]")
 @namespace_option
-@click.option("-l", "--selector", default="", metavar="SELECTOR",
-              help="Describe the objects with these labels.")
+@click.option(
+    "-l", "--selector", default="", metavar="SELECTOR", help="Describe the objects with these labels."
+)
 @pass_settings
 def describe(settings: Settings, args: tuple[str, ...], namespace: str | None, selector: str) -> None:
     """Show objects in detail, with the events about them."""
@@ -302,9 +352,12 @@ async def _events(client: Client, kind: Kind, obj: Object) -> tuple[list[Object]
     except ApiError as err:
         return [], f"<unavailable: {output.one_line(err.message)}>"
     uid = meta.get("uid")
-    return [e for e in listed.get("items") or []
-            if (e.get("involvedObject") or {}).get("kind", kind.kind) == kind.kind
-            and (not uid or (e.get("involvedObject") or {}).get("uid", uid) == uid)], ""
+    return [
+        e
+        for e in listed.get("items") or []
+        if (e.get("involvedObject") or {}).get("kind", kind.kind) == kind.kind
+        and (not uid or (e.get("involvedObject") or {}).get("uid", uid) == uid)
+    ], ""
 
 
 # -- delete --------------------------------------------------------------------------------
@@ -312,17 +365,36 @@ async def _events(client: Client, kind: Kind, obj: Object) -> tuple[list[Object]
 
 @click.command()
 @click.argument("args", nargs=-1, metavar="KIND NAME... | KIND/NAME...")
-@click.option("-f", "--filename", "filenames", multiple=True, metavar="FILE|DIR|-",
-              help="Delete the objects these manifests declare.")
+@click.option(
+    "-f",
+    "--filename",
+    "filenames",
+    multiple=True,
+    metavar="FILE|DIR|-",
+    help="Delete the objects these manifests declare.",
+)
 @namespace_option
-@click.option("-l", "--selector", default="", metavar="SELECTOR",
-              help="Delete the objects with these labels.")
-@click.option("--cascade", type=click.Choice(["background", "foreground", "orphan"]), default="background",
-              show_default=True, help="What happens to the objects this one owns.")
+@click.option(
+    "-l", "--selector", default="", metavar="SELECTOR", help="Delete the objects with these labels."
+)
+@click.option(
+    "--cascade",
+    type=click.Choice(["background", "foreground", "orphan"]),
+    default="background",
+    show_default=True,
+    help="What happens to the objects this one owns.",
+)
 @click.option("--ignore-not-found", is_flag=True, help="Say nothing about objects that do not exist.")
 @pass_settings
-def delete(settings: Settings, args: tuple[str, ...], filenames: tuple[str, ...], namespace: str | None,
-           selector: str, cascade: str, ignore_not_found: bool) -> None:
+def delete(
+    settings: Settings,
+    args: tuple[str, ...],
+    filenames: tuple[str, ...],
+    namespace: str | None,
+    selector: str,
+    cascade: str,
+    ignore_not_found: bool,
+) -> None:
     """Delete objects by kind and name, by label, or as declared in manifests (last first)."""
     if filenames and args:
         raise click.UsageError("give either KIND NAME... or -f FILE, not both")
@@ -330,9 +402,14 @@ def delete(settings: Settings, args: tuple[str, ...], filenames: tuple[str, ...]
         loaded = [m for path in filenames for m in manifests.load(path)]
         context_namespace = settings.namespace(None)
         # Last declared, first deleted: objects go before the namespace that holds them.
-        pairs = [(m.kind, m.object["metadata"].get("name", ""),
-                  scope(m.kind, namespace or m.object["metadata"].get("namespace") or context_namespace))
-                 for m in reversed(loaded)]
+        pairs = [
+            (
+                m.kind,
+                m.object["metadata"].get("name", ""),
+                scope(m.kind, namespace or m.object["metadata"].get("namespace") or context_namespace),
+            )
+            for m in reversed(loaded)
+        ]
         run(_delete(settings, pairs, cascade.capitalize(), ignore_not_found))
         return
     targets = parse_targets(args)
@@ -340,20 +417,32 @@ def delete(settings: Settings, args: tuple[str, ...], filenames: tuple[str, ...]
         raise click.UsageError("name the objects to delete, give -l SELECTOR, or -f FILE")
     if selector and any(t.names for t in targets):
         raise click.UsageError("give either object names or -l SELECTOR, not both")
-    run(_delete_targets(settings, targets, settings.namespace(namespace), selector, cascade.capitalize(),
-                        ignore_not_found))
+    run(
+        _delete_targets(
+            settings, targets, settings.namespace(namespace), selector, cascade.capitalize(), ignore_not_found
+        )
+    )
 
 
-async def _delete_targets(settings: Settings, targets: list[Target], namespace: str, selector: str,
-                          policy: str, ignore_not_found: bool) -> None:
+async def _delete_targets(
+    settings: Settings,
+    targets: list[Target],
+    namespace: str,
+    selector: str,
+    policy: str,
+    ignore_not_found: bool,
+) -> None:
     pairs: list[tuple[Kind, str, str | None]] = []
     if selector:
         async with settings.client() as client:
             for target in targets:
-                listed = await client.list(target.kind, scope(target.kind, namespace),
-                                           label_selector=selector)
-                pairs += [(target.kind, o["metadata"]["name"], scope(target.kind, namespace))
-                          for o in listed.get("items") or []]
+                listed = await client.list(
+                    target.kind, scope(target.kind, namespace), label_selector=selector
+                )
+                pairs += [
+                    (target.kind, o["metadata"]["name"], scope(target.kind, namespace))
+                    for o in listed.get("items") or []
+                ]
         if not pairs:
             click.echo(output.no_resources(namespace), err=True)
             return
@@ -362,8 +451,9 @@ async def _delete_targets(settings: Settings, targets: list[Target], namespace: 
     await _delete(settings, pairs, policy, ignore_not_found)
 
 
-async def _delete(settings: Settings, pairs: list[tuple[Kind, str, str | None]], policy: str,
-                  ignore_not_found: bool) -> None:
+async def _delete(
+    settings: Settings, pairs: list[tuple[Kind, str, str | None]], policy: str, ignore_not_found: bool
+) -> None:
     failed = False
     async with settings.client() as client:
         for kind, name, namespace in pairs:
@@ -383,8 +473,15 @@ async def _delete(settings: Settings, pairs: list[tuple[Kind, str, str | None]],
 
 
 @click.command()
-@click.option("-f", "--filename", "filenames", multiple=True, required=True, metavar="FILE|DIR|-",
-              help="A manifest file (YAML or JSON, several documents), a folder of them, or - for stdin.")
+@click.option(
+    "-f",
+    "--filename",
+    "filenames",
+    multiple=True,
+    required=True,
+    metavar="FILE|DIR|-",
+    help="A manifest file (YAML or JSON, several documents), a folder of them, or - for stdin.",
+)
 @namespace_option
 @pass_settings
 def apply(settings: Settings, filenames: tuple[str, ...], namespace: str | None) -> None:

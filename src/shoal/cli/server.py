@@ -13,19 +13,41 @@ from shoal.client.kubeconfig import DEFAULT_DATA_DIR
 
 
 def ready_line(url: str, kubeconfig: Path) -> str:
-    return (f"shoal API server ready at {url}; kubeconfig: {kubeconfig} "
-            f"(for kubectl: export KUBECONFIG={kubeconfig})")
+    return (
+        f"shoal API server ready at {url}; kubeconfig: {kubeconfig} "
+        f"(for kubectl: export KUBECONFIG={kubeconfig})"
+    )
 
 
 @click.command()
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_DATA_DIR,
-              show_default="$SHOAL_DATA_DIR or ~/.shoal", help="Where the state and the kubeconfig are kept.")
-@click.option("--listen", default="127.0.0.1:6443", show_default=True, metavar="HOST:PORT",
-              help="Address to serve the API on; port 0 picks a free port.")
-@click.option("--store", "store_url", default="", metavar="URL",
-              help="The store: sqlite:///PATH or memory:// (default: sqlite in the data dir).")
-@click.option("--apply", "apply_paths", multiple=True, metavar="FILE|DIR",
-              help="Apply these manifests once the server is up (repeatable).")
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=DEFAULT_DATA_DIR,
+    show_default="$SHOAL_DATA_DIR or ~/.shoal",
+    help="Where the state and the kubeconfig are kept.",
+)
+@click.option(
+    "--listen",
+    default="127.0.0.1:6443",
+    show_default=True,
+    metavar="HOST:PORT",
+    help="Address to serve the API on; port 0 picks a free port.",
+)
+@click.option(
+    "--store",
+    "store_url",
+    default="",
+    metavar="URL",
+    help="The store: sqlite:///PATH or memory:// (default: sqlite in the data dir).",
+)
+@click.option(
+    "--apply",
+    "apply_paths",
+    multiple=True,
+    metavar="FILE|DIR",
+    help="Apply these manifests once the server is up (repeatable).",
+)
 def server(data_dir: Path, listen: str, store_url: str, apply_paths: tuple[str, ...]) -> None:
     """Run the API server; writes a kubeconfig for shoal and kubectl into the data dir."""
     from shoal.server.run import serve  # the server stack loads only for this command

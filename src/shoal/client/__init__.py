@@ -1,4 +1,5 @@
-"""Clients of the API: over HTTP (``HttpClient``) or in the same process (``LocalClient``)."""
+"""Clients of the API: over HTTP (``HttpClient``) or in the same process
+(``shoal.client.local.LocalClient``, not imported here: it brings the whole server with it)."""
 
 from shoal.client._interface import (
     JSON_PATCH,
@@ -10,7 +11,6 @@ from shoal.client._interface import (
     object_path,
 )
 from shoal.client.http import HttpClient
-from shoal.client.local import LocalClient
 
 __all__ = [
     "JSON_PATCH",
@@ -18,7 +18,6 @@ __all__ = [
     "STRATEGIC_MERGE_PATCH",
     "Client",
     "HttpClient",
-    "LocalClient",
     "WatchEvent",
     "object_namespace",
     "object_path",

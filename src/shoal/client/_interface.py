@@ -31,14 +31,23 @@ class Client(Protocol):
         self, kind: Kind, namespace: str | None = None, *, label_selector: str = "", field_selector: str = ""
     ) -> Object: ...
 
-    async def create(self, kind: Kind, obj: Object, namespace: str | None = None, *, dry_run: bool = False) -> Object:
-        ...
+    async def create(
+        self, kind: Kind, obj: Object, namespace: str | None = None, *, dry_run: bool = False
+    ) -> Object: ...
 
-    async def update(self, kind: Kind, obj: Object, *, subresource: str = "") -> Object: ...
+    async def update(
+        self, kind: Kind, obj: Object, *, subresource: str = "", dry_run: bool = False
+    ) -> Object: ...
 
     async def patch(
-        self, kind: Kind, name: str, patch: Any, namespace: str | None = None, *,
-        patch_type: str = MERGE_PATCH, subresource: str = "",
+        self,
+        kind: Kind,
+        name: str,
+        patch: Any,
+        namespace: str | None = None,
+        *,
+        patch_type: str = MERGE_PATCH,
+        subresource: str = "",
     ) -> Object: ...
 
     async def delete(
@@ -46,8 +55,13 @@ class Client(Protocol):
     ) -> Object: ...
 
     def watch(
-        self, kind: Kind, namespace: str | None = None, *, resource_version: str = "",
-        label_selector: str = "", field_selector: str = "",
+        self,
+        kind: Kind,
+        namespace: str | None = None,
+        *,
+        resource_version: str = "",
+        label_selector: str = "",
+        field_selector: str = "",
     ) -> AsyncIterator[WatchEvent]: ...
 
     async def close(self) -> None: ...

@@ -14,8 +14,14 @@ from shoal.client._interface import MERGE_PATCH, WatchEvent, object_namespace, o
 
 
 class HttpClient:
-    def __init__(self, server: str, *, timeout: float = 30.0, transport: httpx.AsyncBaseTransport | None = None,
-                 limits: httpx.Limits | None = None) -> None:
+    def __init__(
+        self,
+        server: str,
+        *,
+        timeout: float = 30.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+        limits: httpx.Limits | None = None,
+    ) -> None:
         self.server = server.rstrip("/")
         self._http = httpx.AsyncClient(
             base_url=self.server,
@@ -25,8 +31,15 @@ class HttpClient:
             headers={"Accept": "application/json", "User-Agent": "shoal-client"},
         )
 
-    async def _request(self, method: str, path: str, *, body: Any = None, content_type: str = "application/json",
-                       params: dict[str, str] | None = None) -> Any:
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        content_type: str = "application/json",
+        params: dict[str, str] | None = None,
+    ) -> Any:
         content = orjson.dumps(body) if body is not None else None
         headers = {"Content-Type": content_type} if content is not None else None
         try:
@@ -47,21 +60,32 @@ class HttpClient:
         result: Object = await self._request("GET", object_path(kind, namespace), params=params)
         return result
 
-    async def create(self, kind: Kind, obj: Object, namespace: str | None = None, *, dry_run: bool = False) -> Object:
+    async def create(
+        self, kind: Kind, obj: Object, namespace: str | None = None, *, dry_run: bool = False
+    ) -> Object:
         ns = object_namespace(kind, obj, namespace)
         params = {"dryRun": "All"} if dry_run else None
         result: Object = await self._request("POST", object_path(kind, ns), body=obj, params=params)
         return result
 
-    async def update(self, kind: Kind, obj: Object, *, subresource: str = "") -> Object:
+    async def update(
+        self, kind: Kind, obj: Object, *, subresource: str = "", dry_run: bool = False
+    ) -> Object:
         ns = object_namespace(kind, obj, None)
         path = object_path(kind, ns, obj["metadata"]["name"], subresource)
-        result: Object = await self._request("PUT", path, body=obj)
+        params = {"dryRun": "All"} if dry_run else None
+        result: Object = await self._request("PUT", path, body=obj, params=params)
         return result
 
     async def patch(
-        self, kind: Kind, name: str, patch: Any, namespace: str | None = None, *,
-        patch_type: str = MERGE_PATCH, subresource: str = "",
+        self,
+        kind: Kind,
+        name: str,
+        patch: Any,
+        namespace: str | None = None,
+        *,
+        patch_type: str = MERGE_PATCH,
+        subresource: str = "",
     ) -> Object:
         ns = object_namespace(kind, {}, namespace)
         path = object_path(kind, ns, name, subresource)
@@ -77,15 +101,21 @@ class HttpClient:
         return result
 
     async def watch(
-        self, kind: Kind, namespace: str | None = None, *, resource_version: str = "",
-        label_selector: str = "", field_selector: str = "",
+        self,
+        kind: Kind,
+        namespace: str | None = None,
+        *,
+        resource_version: str = "",
+        label_selector: str = "",
+        field_selector: str = "",
     ) -> AsyncIterator[WatchEvent]:
         params = {"watch": "1", **_selectors(label_selector, field_selector)}
         if resource_version:
             params["resourceVersion"] = resource_version
         try:
-            async with self._http.stream("GET", object_path(kind, namespace), params=params,
-                                         timeout=httpx.Timeout(30.0, read=None)) as response:
+            async with self._http.stream(
+                "GET", object_path(kind, namespace), params=params, timeout=httpx.Timeout(30.0, read=None)
+            ) as response:
                 if response.status_code >= 400:
                     await response.aread()
                     _result(response)
@@ -100,8 +130,9 @@ class HttpClient:
         except httpx.HTTPError as err:
             raise ServiceUnavailable(f"watch on {self.server} ended: {err}") from None
 
-    async def raw(self, method: str, path: str, *, body: bytes | None = None,
-                  headers: dict[str, str] | None = None) -> httpx.Response:
+    async def raw(
+        self, method: str, path: str, *, body: bytes | None = None, headers: dict[str, str] | None = None
+    ) -> httpx.Response:
         """A request as it is, for callers that need headers or non-JSON answers."""
         try:
             return await self._http.request(method, path, content=body, headers=headers)

@@ -26,7 +26,9 @@ def write(path: Path, server: str) -> None:
         "kind": "Config",
         "clusters": [{"name": CONTEXT, "cluster": {"server": server}}],
         "users": [{"name": "admin", "user": {}}],
-        "contexts": [{"name": CONTEXT, "context": {"cluster": CONTEXT, "user": "admin", "namespace": "default"}}],
+        "contexts": [
+            {"name": CONTEXT, "context": {"cluster": CONTEXT, "user": "admin", "namespace": "default"}}
+        ],
         "current-context": CONTEXT,
         "preferences": {},
     }

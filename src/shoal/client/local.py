@@ -34,22 +34,35 @@ class LocalClient:
         options = ListOptions(label_selector=label_selector, field_selector=field_selector)
         return await self.resources.list(kind, namespace, options)
 
-    async def create(self, kind: Kind, obj: Object, namespace: str | None = None, *, dry_run: bool = False) -> Object:
+    async def create(
+        self, kind: Kind, obj: Object, namespace: str | None = None, *, dry_run: bool = False
+    ) -> Object:
         ns = object_namespace(kind, obj, namespace)
         return await self.resources.create(kind, ns, _copy(obj), WriteOptions(dry_run=dry_run))
 
-    async def update(self, kind: Kind, obj: Object, *, subresource: str = "") -> Object:
+    async def update(
+        self, kind: Kind, obj: Object, *, subresource: str = "", dry_run: bool = False
+    ) -> Object:
         ns = object_namespace(kind, obj, None)
         name = obj["metadata"]["name"]
-        return await self.resources.update(kind, ns, name, _copy(obj), WriteOptions(), subresource)
+        return await self.resources.update(
+            kind, ns, name, _copy(obj), WriteOptions(dry_run=dry_run), subresource
+        )
 
     async def patch(
-        self, kind: Kind, name: str, patch: Any, namespace: str | None = None, *,
-        patch_type: str = MERGE_PATCH, subresource: str = "",
+        self,
+        kind: Kind,
+        name: str,
+        patch: Any,
+        namespace: str | None = None,
+        *,
+        patch_type: str = MERGE_PATCH,
+        subresource: str = "",
     ) -> Object:
         ns = object_namespace(kind, {}, namespace)
-        return await self.resources.patch(kind, ns, name, orjson.dumps(patch), patch_type, WriteOptions(),
-                                          subresource)
+        return await self.resources.patch(
+            kind, ns, name, orjson.dumps(patch), patch_type, WriteOptions(), subresource
+        )
 
     async def delete(
         self, kind: Kind, name: str, namespace: str | None = None, *, propagation_policy: str = ""
@@ -57,11 +70,17 @@ class LocalClient:
         return await self.resources.delete(kind, object_namespace(kind, {}, namespace), name)
 
     async def watch(
-        self, kind: Kind, namespace: str | None = None, *, resource_version: str = "",
-        label_selector: str = "", field_selector: str = "",
+        self,
+        kind: Kind,
+        namespace: str | None = None,
+        *,
+        resource_version: str = "",
+        label_selector: str = "",
+        field_selector: str = "",
     ) -> AsyncIterator[WatchEvent]:
-        options = ListOptions(label_selector=label_selector, field_selector=field_selector,
-                              resource_version=resource_version)
+        options = ListOptions(
+            label_selector=label_selector, field_selector=field_selector, resource_version=resource_version
+        )
         events = self.resources.watch(kind, namespace, options)
         async with contextlib.aclosing(events):
             async for event in events:

@@ -86,7 +86,9 @@ def _documents(source: str, text: str) -> Iterator[tuple[int, Any]]:
 def _objects(source: str, index: int, doc: Any) -> Iterator[Manifest]:
     where = f"{source} (document {index})"
     if not isinstance(doc, dict):
-        raise ManifestError(f"{where}: expected an object with apiVersion and kind, found {type(doc).__name__}")
+        raise ManifestError(
+            f"{where}: expected an object with apiVersion and kind, found {type(doc).__name__}"
+        )
     if doc.get("kind") == "List" and isinstance(doc.get("items"), list):
         for item in doc["items"]:
             yield from _objects(source, index, item)
@@ -106,8 +108,10 @@ def _objects(source: str, index: int, doc: Any) -> Iterator[Manifest]:
 
 async def apply(client: Client, manifest: Manifest, namespace: str | None = None) -> tuple[str, Object]:
     """Create the object, or update it when it exists; returns ("created"|"configured"|
-    "unchanged", result). The update keeps fields that other writers own (status) and
-    retries when a concurrent writer wins the compare-and-swap."""
+    "unchanged", result). Whether an update changes anything is asked of the server (a
+    dry run), so defaults and encodings such as a Secret's stringData compare as the server
+    stores them. The update keeps fields other writers own (status) and retries when a
+    concurrent writer wins the compare-and-swap."""
     kind, obj = manifest.kind, manifest.object
     ns = object_namespace(kind, obj, namespace)
     try:
@@ -119,9 +123,10 @@ async def apply(client: Client, manifest: Manifest, namespace: str | None = None
         desired = {**obj, "metadata": {**current["metadata"], **_user_metadata(obj)}}
         if kind.namespaced:
             desired["metadata"]["namespace"] = ns
-        if _same(desired, current):
-            return "unchanged", current
         try:
+            preview = await client.update(kind, desired, dry_run=True)
+            if _comparable(preview) == _comparable(current):
+                return "unchanged", current
             return "configured", await client.update(kind, desired)
         except Conflict:
             continue
@@ -130,29 +135,13 @@ async def apply(client: Client, manifest: Manifest, namespace: str | None = None
 
 def _user_metadata(obj: Object) -> dict[str, Any]:
     meta = obj.get("metadata") or {}
-    return {k: v for k, v in meta.items() if k in ("name", "labels", "annotations", "finalizers", "ownerReferences")}
+    return {
+        k: v
+        for k, v in meta.items()
+        if k in ("name", "labels", "annotations", "finalizers", "ownerReferences")
+    }
 
 
-def _same(desired: Object, current: Object) -> bool:
-    for key, value in desired.items():
-        if key in ("status",):
-            continue
-        if key == "metadata":
-            if any(current["metadata"].get(k) != v for k, v in value.items()):
-                return False
-        elif _strip_defaults(value, current.get(key)) != current.get(key):
-            return False
-    return True
-
-
-def _strip_defaults(desired: Any, current: Any) -> Any:
-    """``desired`` with the fields the server filled in (defaults) taken from ``current``,
-    so that re-applying an unchanged manifest is recognised as unchanged."""
-    if isinstance(desired, dict) and isinstance(current, dict):
-        merged = dict(current)
-        for k, v in desired.items():
-            merged[k] = _strip_defaults(v, current.get(k))
-        return merged
-    if isinstance(desired, list) and isinstance(current, list) and len(desired) == len(current):
-        return [_strip_defaults(d, c) for d, c in zip(desired, current, strict=True)]
-    return desired
+def _comparable(obj: Object) -> Object:
+    meta = {k: v for k, v in obj.get("metadata", {}).items() if k not in ("resourceVersion", "generation")}
+    return {**obj, "metadata": meta}

@@ -7,6 +7,7 @@ request is a ``Status`` object; client input never produces a 5xx.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -153,7 +154,7 @@ class Api:
     async def group_version(self, request: Request) -> Response:
         group, version = request.path_params["group"], request.path_params["version"]
         if version not in REGISTRY.groups().get(group, []) or not group:
-            raise NotFound(f'the server could not find the requested resource ({group}/{version})')
+            raise NotFound(f"the server could not find the requested resource ({group}/{version})")
         return json_response(discovery.resource_list(REGISTRY, group, version))
 
     async def openapi_index(self, request: Request) -> Response:
@@ -180,7 +181,9 @@ class Api:
         method = request.method
         query = request.query_params
         if target.kind.namespaced and target.namespace is None and target.name:
-            raise NotFound(f"{target.kind.resource} is namespaced: its objects live under /namespaces/NAMESPACE/")
+            raise NotFound(
+                f"{target.kind.resource} is namespaced: its objects live under /namespaces/NAMESPACE/"
+            )
         if method == "GET":
             check_accept(request)
             if target.legacy_watch or query.get("watch") in ("1", "true", "True"):
@@ -204,14 +207,18 @@ class Api:
 
     async def _get(self, request: Request, target: Target) -> Response:
         if target.subresource == "scale":
-            return json_response(await scale.get_scale(self.resources, target.kind, target.namespace, target.name))
+            return json_response(
+                await scale.get_scale(self.resources, target.kind, target.namespace, target.name)
+            )
         obj = await self.resources.get(target.kind, target.namespace, target.name)
         return self._object_response(request, target.kind, obj)
 
     async def _list(self, request: Request, target: Target) -> Response:
         listed = await self.resources.list(target.kind, target.namespace, list_options(request))
         if wants_table(request.headers.get("accept", "")):
-            return json_response(table(target.kind, listed["items"], listed["metadata"], include_object(request)))
+            return json_response(
+                table(target.kind, listed["items"], listed["metadata"], include_object(request))
+            )
         return json_response(listed)
 
     async def _create(self, request: Request, target: Target) -> Response:
@@ -225,10 +232,12 @@ class Api:
         options = write_options(request)
         if target.subresource == "scale":
             result = await scale.update_scale(
-                self.resources, target.kind, target.namespace, target.name, body, options)
+                self.resources, target.kind, target.namespace, target.name, body, options
+            )
             return json_response(result)
         obj = await self.resources.update(
-            target.kind, target.namespace, target.name, body, options, target.subresource)
+            target.kind, target.namespace, target.name, body, options, target.subresource
+        )
         return self._object_response(request, target.kind, obj, 200, options)
 
     async def _patch(self, request: Request, target: Target) -> Response:
@@ -237,10 +246,12 @@ class Api:
         options = write_options(request)
         if target.subresource == "scale":
             result = await scale.patch_scale(
-                self.resources, target.kind, target.namespace, target.name, body, content_type, options)
+                self.resources, target.kind, target.namespace, target.name, body, content_type, options
+            )
             return json_response(result)
         obj = await self.resources.patch(
-            target.kind, target.namespace, target.name, body, content_type, options, target.subresource)
+            target.kind, target.namespace, target.name, body, content_type, options, target.subresource
+        )
         return self._object_response(request, target.kind, obj, 200, options)
 
     async def _delete(self, request: Request, target: Target) -> Response:
@@ -248,8 +259,11 @@ class Api:
             raise MethodNotAllowed(f"DELETE is not supported on the {target.subresource} subresource")
         opts = await delete_options(request)
         obj = await self.resources.delete(
-            target.kind, target.namespace, target.name,
-            expected_uid=opts.get("uid", ""), expected_revision=opts.get("resourceVersion", ""),
+            target.kind,
+            target.namespace,
+            target.name,
+            expected_uid=opts.get("uid", ""),
+            expected_revision=opts.get("resourceVersion", ""),
             dry_run=opts.get("dryRun", False),
         )
         if obj["metadata"].get("deletionTimestamp") or opts.get("dryRun"):
@@ -261,20 +275,21 @@ class Api:
         listed = await self.resources.list(target.kind, target.namespace, list_options(request))
         for obj in listed["items"]:
             meta = obj["metadata"]
-            try:
-                await self.resources.delete(target.kind, meta.get("namespace"), meta["name"],
-                                            dry_run=opts.get("dryRun", False))
-            except NotFound:
-                pass
+            with contextlib.suppress(NotFound):
+                await self.resources.delete(
+                    target.kind, meta.get("namespace"), meta["name"], dry_run=opts.get("dryRun", False)
+                )
         return json_response(listed)
 
     def _watch(self, request: Request, target: Target, name: str = "") -> Response:
         options = list_options(request)
         if name:
             selector = f"metadata.name={name}"
-            options = ListOptions(options.label_selector,
-                                  f"{options.field_selector},{selector}" if options.field_selector else selector,
-                                  options.resource_version)
+            options = ListOptions(
+                options.label_selector,
+                f"{options.field_selector},{selector}" if options.field_selector else selector,
+                options.resource_version,
+            )
         timeout = parse_int(request.query_params.get("timeoutSeconds", "0"), "timeoutSeconds")
         as_table = wants_table(request.headers.get("accept", ""))
         include = include_object(request)
@@ -298,7 +313,12 @@ class Api:
         return StreamingResponse(lines(), media_type=JSON, headers={"Transfer-Encoding": "chunked"})
 
     def _object_response(
-        self, request: Request, kind: Kind, obj: Object, status: int = 200, options: WriteOptions | None = None
+        self,
+        request: Request,
+        kind: Kind,
+        obj: Object,
+        status: int = 200,
+        options: WriteOptions | None = None,
     ) -> Response:
         headers = None
         if options is not None and options.warnings:
@@ -324,9 +344,18 @@ def header_safe(text: str) -> str:
 
 def success_status(kind: Kind, obj: Object) -> dict[str, Any]:
     meta = obj["metadata"]
-    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
-            "details": {"name": meta.get("name", ""), "group": kind.group, "kind": kind.plural,
-                        "uid": meta.get("uid", "")}}
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Success",
+        "details": {
+            "name": meta.get("name", ""),
+            "group": kind.group,
+            "kind": kind.plural,
+            "uid": meta.get("uid", ""),
+        },
+    }
 
 
 def parse_int(value: str, name: str) -> int:

@@ -38,14 +38,22 @@ def core_versions(server_address: str) -> dict[str, Any]:
 
 
 def group_list(registry: Registry) -> dict[str, Any]:
-    return {"kind": "APIGroupList", "apiVersion": "v1",
-            "groups": [group(registry, name) for name in registry.groups() if name]}
+    return {
+        "kind": "APIGroupList",
+        "apiVersion": "v1",
+        "groups": [group(registry, name) for name in registry.groups() if name],
+    }
 
 
 def group(registry: Registry, name: str) -> dict[str, Any]:
     versions = [{"groupVersion": f"{name}/{v}", "version": v} for v in registry.groups().get(name, [])]
-    return {"kind": "APIGroup", "apiVersion": "v1", "name": name, "versions": versions,
-            "preferredVersion": versions[0] if versions else {}}
+    return {
+        "kind": "APIGroup",
+        "apiVersion": "v1",
+        "name": name,
+        "versions": versions,
+        "preferredVersion": versions[0] if versions else {},
+    }
 
 
 def resource_list(registry: Registry, group_name: str, version: str) -> dict[str, Any]:
@@ -66,11 +74,26 @@ def resource_list(registry: Registry, group_name: str, version: str) -> dict[str
             entry["categories"] = list(k.categories)
         resources.append(entry)
         if k.has_status:
-            resources.append({"name": f"{k.plural}/status", "singularName": "", "namespaced": k.namespaced,
-                              "kind": k.kind, "verbs": ["get", "patch", "update"]})
+            resources.append(
+                {
+                    "name": f"{k.plural}/status",
+                    "singularName": "",
+                    "namespaced": k.namespaced,
+                    "kind": k.kind,
+                    "verbs": ["get", "patch", "update"],
+                }
+            )
         if k.scale is not None:
-            resources.append({"name": f"{k.plural}/scale", "singularName": "", "namespaced": k.namespaced,
-                              "group": "autoscaling", "version": "v1", "kind": "Scale",
-                              "verbs": ["get", "patch", "update"]})
+            resources.append(
+                {
+                    "name": f"{k.plural}/scale",
+                    "singularName": "",
+                    "namespaced": k.namespaced,
+                    "group": "autoscaling",
+                    "version": "v1",
+                    "kind": "Scale",
+                    "verbs": ["get", "patch", "update"],
+                }
+            )
     gv = f"{group_name}/{version}" if group_name else version
     return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}

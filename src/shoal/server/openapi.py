@@ -17,7 +17,11 @@ from shoal.api import Kind, Registry
 _WRITE_PARAMS = [
     {"name": "dryRun", "in": "query", "schema": {"type": "string", "enum": ["All"]}},
     {"name": "fieldManager", "in": "query", "schema": {"type": "string"}},
-    {"name": "fieldValidation", "in": "query", "schema": {"type": "string", "enum": ["Ignore", "Warn", "Strict"]}},
+    {
+        "name": "fieldValidation",
+        "in": "query",
+        "schema": {"type": "string", "enum": ["Ignore", "Warn", "Strict"]},
+    },
 ]
 _LIST_PARAMS = [
     {"name": "labelSelector", "in": "query", "schema": {"type": "string"}},
@@ -27,13 +31,21 @@ _LIST_PARAMS = [
     {"name": "limit", "in": "query", "schema": {"type": "integer"}},
     {"name": "continue", "in": "query", "schema": {"type": "string"}},
 ]
-_PATCH_TYPES = ("application/merge-patch+json", "application/json-patch+json", "application/strategic-merge-patch+json")
+_PATCH_TYPES = (
+    "application/merge-patch+json",
+    "application/json-patch+json",
+    "application/strategic-merge-patch+json",
+)
 _STATUS = {"$ref": "#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.Status"}
 _STATUS_SCHEMA = {
     "type": "object",
     "properties": {
-        "kind": {"type": "string"}, "apiVersion": {"type": "string"}, "status": {"type": "string"},
-        "message": {"type": "string"}, "reason": {"type": "string"}, "code": {"type": "integer"},
+        "kind": {"type": "string"},
+        "apiVersion": {"type": "string"},
+        "status": {"type": "string"},
+        "message": {"type": "string"},
+        "reason": {"type": "string"},
+        "code": {"type": "integer"},
         "details": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
         "metadata": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
     },
@@ -89,23 +101,35 @@ def _document(group: str, version: str, kinds: list[Kind]) -> dict[str, Any]:
 
 def _paths(kind: Kind) -> dict[str, Any]:
     base = f"/{gv_path(kind.group, kind.version)}"
-    collection = f"{base}/namespaces/{{namespace}}/{kind.plural}" if kind.namespaced else f"{base}/{kind.plural}"
+    collection = (
+        f"{base}/namespaces/{{namespace}}/{kind.plural}" if kind.namespaced else f"{base}/{kind.plural}"
+    )
     gvk = {"group": kind.group, "version": kind.version, "kind": kind.kind}
     ref = {"$ref": f"#/components/schemas/{kind.schema.name}"}
     ns_param = [{"name": "namespace", "in": "path", "required": True, "schema": {"type": "string"}}]
     scope = ns_param if kind.namespaced else []
     item_params = [*scope, {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}]
 
-    def op(action: str, op_id: str, params: list[dict[str, Any]], body: dict[str, Any] | None = None,
-           body_types: tuple[str, ...] = ("application/json",), response: dict[str, Any] = ref,
-           codes: tuple[str, ...] = ("200",), of: dict[str, str] = gvk) -> dict[str, Any]:
+    def op(
+        action: str,
+        op_id: str,
+        params: list[dict[str, Any]],
+        body: dict[str, Any] | None = None,
+        body_types: tuple[str, ...] = ("application/json",),
+        response: dict[str, Any] = ref,
+        codes: tuple[str, ...] = ("200",),
+        of: dict[str, str] = gvk,
+    ) -> dict[str, Any]:
         out: dict[str, Any] = {
             "operationId": op_id,
             "parameters": params,
             "x-kubernetes-action": action,
             "x-kubernetes-group-version-kind": of,
             "responses": {
-                **{c: {"description": "OK", "content": {"application/json": {"schema": response}}} for c in codes},
+                **{
+                    c: {"description": "OK", "content": {"application/json": {"schema": response}}}
+                    for c in codes
+                },
                 "default": {"description": "error", "content": {"application/json": {"schema": _STATUS}}},
             },
         }
@@ -131,16 +155,31 @@ def _paths(kind: Kind) -> dict[str, Any]:
         paths[f"{collection}/{{name}}/status"] = {
             "get": op("get", f"read{name}Status", item_params),
             "put": op("put", f"replace{name}Status", [*item_params, *_WRITE_PARAMS], ref),
-            "patch": op("patch", f"patch{name}Status", [*item_params, *_WRITE_PARAMS], patch_body, _PATCH_TYPES),
+            "patch": op(
+                "patch", f"patch{name}Status", [*item_params, *_WRITE_PARAMS], patch_body, _PATCH_TYPES
+            ),
         }
     if kind.scale is not None:
         scale: dict[str, Any] = {"type": "object"}
         scale_gvk = {"group": "autoscaling", "version": "v1", "kind": "Scale"}
         paths[f"{collection}/{{name}}/scale"] = {
             "get": op("get", f"read{name}Scale", item_params, response=scale, of=scale_gvk),
-            "put": op("put", f"replace{name}Scale", [*item_params, *_WRITE_PARAMS], scale, response=scale,
-                      of=scale_gvk),
-            "patch": op("patch", f"patch{name}Scale", [*item_params, *_WRITE_PARAMS], patch_body, _PATCH_TYPES,
-                        response=scale, of=scale_gvk),
+            "put": op(
+                "put",
+                f"replace{name}Scale",
+                [*item_params, *_WRITE_PARAMS],
+                scale,
+                response=scale,
+                of=scale_gvk,
+            ),
+            "patch": op(
+                "patch",
+                f"patch{name}Scale",
+                [*item_params, *_WRITE_PARAMS],
+                patch_body,
+                _PATCH_TYPES,
+                response=scale,
+                of=scale_gvk,
+            ),
         }
     return paths

@@ -8,6 +8,7 @@ errors. Nothing is written unless every check has passed.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import secrets
 import uuid
@@ -53,6 +54,9 @@ INITIAL_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease"
 # generateName suffixes use Kubernetes' alphabet: no vowels (no accidental words), no
 # look-alike characters.
 _SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+
+# Metadata only the server writes; an update keeps the stored values whatever the body says.
+_SERVER_OWNED = ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds")
 
 # Field validation modes of the fieldValidation query parameter.
 IGNORE, WARN, STRICT = "Ignore", "Warn", "Strict"
@@ -152,10 +156,8 @@ class Resources:
         for name in INITIAL_NAMESPACES:
             if await self.store.get(NAMESPACE.key(None, name)) is None:
                 body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
-                try:
+                with contextlib.suppress(AlreadyExists):
                     await self.create(NAMESPACE, None, body)
-                except AlreadyExists:
-                    pass
 
     # -- reads ---------------------------------------------------------------------------
 
@@ -198,7 +200,12 @@ class Resources:
         metadata: dict[str, Any] = {"resourceVersion": str(result.revision)}
         if next_token:
             metadata["continue"] = next_token
-        return {"apiVersion": kind.api_version, "kind": f"{kind.kind}List", "metadata": metadata, "items": items}
+        return {
+            "apiVersion": kind.api_version,
+            "kind": f"{kind.kind}List",
+            "metadata": metadata,
+            "items": items,
+        }
 
     # -- writes --------------------------------------------------------------------------
 
@@ -206,20 +213,16 @@ class Resources:
         self, kind: Kind, namespace: str | None, body: Object, options: WriteOptions | None = None
     ) -> Object:
         options = options or WriteOptions()
-        obj = self._admit(kind, namespace, body, options, name_hint=None)
+        obj = self._admit(kind, namespace, _for_create(kind, body), options, name_hint=None)
         meta = obj["metadata"]
         if kind.namespaced:
             await self._require_namespace(namespace or "")
-        meta.pop("resourceVersion", None)
-        meta.pop("deletionTimestamp", None)
-        meta.pop("deletionGracePeriodSeconds", None)
-        meta["uid"] = str(uuid.uuid4())
-        meta["creationTimestamp"] = now_rfc3339()
-        meta["generation"] = 1
         generated = not meta.get("name")
         for _attempt in range(8 if generated else 1):
             if generated:
-                meta["name"] = meta["generateName"] + "".join(secrets.choice(_SUFFIX_ALPHABET) for _ in range(5))
+                meta["name"] = meta["generateName"] + "".join(
+                    secrets.choice(_SUFFIX_ALPHABET) for _ in range(5)
+                )
             if options.dry_run:
                 if await self.store.get(kind.key(namespace, meta["name"])) is not None:
                     raise _already_exists(kind, meta["name"])
@@ -314,8 +317,11 @@ class Resources:
             if expected_revision and expected_revision != meta["resourceVersion"]:
                 raise _conflict(kind, name)
             if kind is NAMESPACE and name in ("default", "kube-system"):
-                raise Forbidden(f'namespaces "{name}" is forbidden: this namespace may not be deleted', name=name,
-                                kind=kind.plural)
+                raise Forbidden(
+                    f'namespaces "{name}" is forbidden: this namespace may not be deleted',
+                    name=name,
+                    kind=kind.plural,
+                )
             if dry_run:
                 return obj
             try:
@@ -365,9 +371,7 @@ class Resources:
         except Compacted as err:
             raise Expired(f"too old resource version: {err.requested} ({err.compacted})") from None
         finally:
-            closer = getattr(events, "aclose", None)
-            if closer is not None:
-                await closer()
+            await events.aclose()
 
     # -- internals -----------------------------------------------------------------------
 
@@ -376,7 +380,9 @@ class Resources:
     ) -> Object:
         if not isinstance(body, dict):
             raise BadRequest(f"the body of a {kind.kind} must be a JSON object")
-        body_ns = (body.get("metadata") or {}).get("namespace") if isinstance(body.get("metadata"), dict) else None
+        body_ns = (
+            (body.get("metadata") or {}).get("namespace") if isinstance(body.get("metadata"), dict) else None
+        )
         if kind.namespaced and body_ns and namespace and body_ns != namespace:
             raise BadRequest(
                 f"the namespace of the provided object ({body_ns}) does not match the namespace sent on "
@@ -390,7 +396,10 @@ class Resources:
             name = candidate if isinstance(candidate, str) else ""
         if unknown:
             if options.field_validation == STRICT:
-                errors = [*errors, *(FieldError(p, "Unknown field", "field not declared in schema") for p in unknown)]
+                errors = [
+                    *errors,
+                    *(FieldError(p, "Unknown field", "field not declared in schema") for p in unknown),
+                ]
             elif options.field_validation == WARN:
                 options.warnings.extend(f'unknown field "{p}"' for p in unknown)
         if errors:
@@ -412,7 +421,7 @@ class Resources:
         body_meta: dict[str, Any] = raw_meta if isinstance(raw_meta, dict) else {}
         if body_meta.get("name") and body_meta["name"] != name:
             raise BadRequest(
-                f'the name of the object ({body_meta["name"]}) does not match the name on the URL ({name})'
+                f"the name of the object ({body_meta['name']}) does not match the name on the URL ({name})"
             )
         if subresource == "status":
             merged = copy.deepcopy(old)
@@ -422,7 +431,8 @@ class Resources:
                 merged.pop("status", None)
             body = merged
         else:
-            body = {**body, "metadata": {**body_meta, "name": name}}
+            kept = {k: old["metadata"][k] for k in _SERVER_OWNED if k in old["metadata"]}
+            body = {**body, "metadata": {**body_meta, "name": name, **kept}}
             if kind.has_status:
                 if "status" in old:
                     body["status"] = old["status"]
@@ -435,7 +445,7 @@ class Resources:
         if errors:
             raise Invalid.for_object(kind.kind, kind.group, name, errors)
         meta, old_meta = new["metadata"], old["metadata"]
-        for owned in ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds"):
+        for owned in _SERVER_OWNED:
             if owned in old_meta:
                 meta[owned] = old_meta[owned]
             else:
@@ -455,9 +465,18 @@ class Resources:
             if old_meta.get("deletionTimestamp"):
                 added = set(meta.get("finalizers") or []) - set(old_meta.get("finalizers") or [])
                 if added:
-                    raise Invalid.for_object(kind.kind, kind.group, name, [
-                        invalid("metadata.finalizers", sorted(added), "no new finalizers can be added if the "
-                                "object is being deleted")])
+                    raise Invalid.for_object(
+                        kind.kind,
+                        kind.group,
+                        name,
+                        [
+                            invalid(
+                                "metadata.finalizers",
+                                sorted(added),
+                                "no new finalizers can be added if the object is being deleted",
+                            )
+                        ],
+                    )
             kv = await self.store.update(key, encode(new), old_kv.mod_revision)
         except RevisionMismatch:
             raise _conflict(kind, name) from None
@@ -476,7 +495,8 @@ class Resources:
         if decode(kv)["metadata"].get("deletionTimestamp"):
             raise Forbidden(
                 f"unable to create new content in namespace {namespace} because it is being terminated",
-                name=namespace, kind="namespaces",
+                name=namespace,
+                kind="namespaces",
             )
 
     async def _empty_namespace(self, namespace: str) -> None:
@@ -487,10 +507,8 @@ class Resources:
                 continue
             listed = await self.store.list(kind.key_prefix(namespace))
             for kv in listed.items:
-                try:
+                with contextlib.suppress(KeyNotFound):
                     await self.store.delete(kv.key)
-                except KeyNotFound:
-                    pass
 
     async def _store_call(self, awaitable: Any) -> Any:
         try:
@@ -499,6 +517,20 @@ class Resources:
             raise
         except StoreError as err:
             raise ServiceUnavailable(f"the store is unavailable: {err}") from None
+
+
+def _for_create(kind: Kind, body: Any) -> Any:
+    """The body with the metadata the server owns set before admission (defaults such as a
+    Job's generated selector derive from the uid) and status reset where the kind wants."""
+    if not isinstance(body, dict) or not isinstance(body.get("metadata"), dict):
+        return body
+    server_owned = ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds")
+    meta = {k: v for k, v in body["metadata"].items() if k not in server_owned}
+    meta.update(uid=str(uuid.uuid4()), creationTimestamp=now_rfc3339(), generation=1)
+    out = {**body, "metadata": meta}
+    if kind.has_status and not kind.keeps_status_on_create:
+        out.pop("status", None)
+    return out
 
 
 def _with_namespace(kind: Kind, body: Object, namespace: str | None) -> Object:
@@ -517,7 +549,9 @@ def _with_namespace(kind: Kind, body: Object, namespace: str | None) -> Object:
 
 def _spec_changed(new: Object, old: Object) -> bool:
     ignored = ("metadata", "status")
-    return {k: v for k, v in new.items() if k not in ignored} != {k: v for k, v in old.items() if k not in ignored}
+    return {k: v for k, v in new.items() if k not in ignored} != {
+        k: v for k, v in old.items() if k not in ignored
+    }
 
 
 def _translate(event: Event, flt: Filter) -> WatchEvent | None:
@@ -563,13 +597,19 @@ def _not_found(kind: Kind, name: str) -> NotFound:
 
 
 def _already_exists(kind: Kind, name: str) -> AlreadyExists:
-    return AlreadyExists(f'{kind.resource} "{name}" already exists', name=name, group=kind.group, kind=kind.plural)
+    return AlreadyExists(
+        f'{kind.resource} "{name}" already exists', name=name, group=kind.group, kind=kind.plural
+    )
 
 
 def _conflict(kind: Kind, name: str, why: str = "") -> Conflict:
     why = why or "the object has been modified; please apply your changes to the latest version and try again"
-    return Conflict(f'Operation cannot be fulfilled on {kind.resource} "{name}": {why}', name=name,
-                    group=kind.group, kind=kind.plural)
+    return Conflict(
+        f'Operation cannot be fulfilled on {kind.resource} "{name}": {why}',
+        name=name,
+        group=kind.group,
+        kind=kind.plural,
+    )
 
 
 __all__ = ["ApiError", "Filter", "ListOptions", "Resources", "WatchEvent", "WriteOptions"]

@@ -1,9 +1,9 @@
 """Kubernetes URL layout: which kind, namespace, name and subresource a path names.
 
-    /api/v1/{plural}[/{name}[/{sub}]]
-    /api/v1/namespaces/{ns}/{plural}[/{name}[/{sub}]]
-    /apis/{group}/{version}/...                  (the same below the group version)
-    /api/v1/watch/...                            (legacy watch paths, as ?watch=1)
+/api/v1/{plural}[/{name}[/{sub}]]
+/api/v1/namespaces/{ns}/{plural}[/{name}[/{sub}]]
+/apis/{group}/{version}/...                  (the same below the group version)
+/api/v1/watch/...                            (legacy watch paths, as ?watch=1)
 """
 
 from __future__ import annotations
@@ -45,7 +45,10 @@ def resolve(group: str, version: str, segments: list[str]) -> Target:
         raise NotFound("the server could not find the requested resource")
     name = segments[1] if len(segments) > 1 else ""
     sub = segments[2] if len(segments) > 2 else ""
-    if sub and (sub not in SUBRESOURCES or (sub == "status" and not kind.has_status)
-                or (sub == "scale" and kind.scale is None)):
+    if sub and (
+        sub not in SUBRESOURCES
+        or (sub == "status" and not kind.has_status)
+        or (sub == "scale" and kind.scale is None)
+    ):
         raise NotFound(f'the server could not find the requested resource ({kind.resource} "{name}"/{sub})')
     return Target(kind, namespace, name, sub, legacy_watch)

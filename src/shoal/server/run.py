@@ -12,7 +12,8 @@ from pathlib import Path
 
 import uvicorn
 
-from shoal.client import LocalClient, kubeconfig, manifests
+from shoal.client import kubeconfig, manifests
+from shoal.client.local import LocalClient
 from shoal.server.app import create_app
 from shoal.server.resources import Resources
 from shoal.store import open_store
@@ -50,7 +51,7 @@ async def serve(
 ) -> None:
     """Serve until SIGINT/SIGTERM. ``on_ready`` is told the server URL once it listens."""
     host, port = parse_listen(listen)
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 (once, before serving)
     try:
         store = await open_store(store_url or f"sqlite:///{data_dir / 'state.db'}")
     except ValueError as err:  # a store URL that names no backend
@@ -59,8 +60,15 @@ async def serve(
         resources = Resources(store)
         await resources.bootstrap()
         config = uvicorn.Config(
-            create_app(resources, f"{host}:{port}"), host=host, port=port, log_level="warning",
-            access_log=False, lifespan="off", loop="none", http="httptools", timeout_graceful_shutdown=1,
+            create_app(resources, f"{host}:{port}"),
+            host=host,
+            port=port,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            loop="none",
+            http="httptools",
+            timeout_graceful_shutdown=1,
         )
         server = uvicorn.Server(config)
         listener = bind(host, port)

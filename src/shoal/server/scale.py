@@ -17,8 +17,11 @@ def to_scale(kind: Kind, obj: Object) -> Object:
     return {
         "kind": "Scale",
         "apiVersion": "autoscaling/v1",
-        "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
-                     if k in meta},
+        "metadata": {
+            k: meta[k]
+            for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+            if k in meta
+        },
         "spec": {"replicas": dig(obj, *kind.scale.spec_replicas, default=0)},
         "status": {
             "replicas": dig(obj, *kind.scale.status_replicas, default=0),
@@ -41,8 +44,12 @@ async def update_scale(
         raise BadRequest("the body of a Scale must be a JSON object")
     replicas = scale.get("spec", {}).get("replicas", 0)
     if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
-        raise Invalid.for_object("Scale", "autoscaling", name, [
-            invalid("spec.replicas", replicas, "must be greater than or equal to 0")])
+        raise Invalid.for_object(
+            "Scale",
+            "autoscaling",
+            name,
+            [invalid("spec.replicas", replicas, "must be greater than or equal to 0")],
+        )
     obj = await res.get(kind, namespace, name)
     rv = (scale.get("metadata") or {}).get("resourceVersion")
     if rv:
@@ -56,7 +63,12 @@ async def update_scale(
 
 
 async def patch_scale(
-    res: Resources, kind: Kind, namespace: str | None, name: str, body: bytes, content_type: str,
+    res: Resources,
+    kind: Kind,
+    namespace: str | None,
+    name: str,
+    body: bytes,
+    content_type: str,
     options: WriteOptions,
 ) -> Object:
     current = await get_scale(res, kind, namespace, name)

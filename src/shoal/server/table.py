@@ -26,7 +26,13 @@ def wants_table(accept: str) -> bool:
 
 def column_definitions(kind: Kind) -> list[dict[str, Any]]:
     return [
-        {"name": c.name, "type": c.type, "format": c.format, "description": c.description, "priority": c.priority}
+        {
+            "name": c.name,
+            "type": c.type,
+            "format": c.format,
+            "description": c.description,
+            "priority": c.priority,
+        }
         for c in kind.columns
     ]
 
@@ -36,8 +42,11 @@ def row(kind: Kind, obj: Object, include: str) -> dict[str, Any]:
     if include == INCLUDE_OBJECT:
         out["object"] = obj
     elif include == INCLUDE_METADATA:
-        out["object"] = {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
-                         "metadata": obj.get("metadata", {})}
+        out["object"] = {
+            "kind": "PartialObjectMetadata",
+            "apiVersion": "meta.k8s.io/v1",
+            "metadata": obj.get("metadata", {}),
+        }
     return out
 
 

@@ -18,6 +18,7 @@ from shoal.store._interface import (
     Store,
     StoreClosed,
     StoreError,
+    WatchStream,
 )
 from shoal.store._open import open_store
 
@@ -33,5 +34,6 @@ __all__ = [
     "Store",
     "StoreClosed",
     "StoreError",
+    "WatchStream",
     "open_store",
 ]

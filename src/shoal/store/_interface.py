@@ -18,7 +18,6 @@ Exceptions::
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -106,6 +105,17 @@ class ListResult:
     revision: int  # the store revision the list was read at
 
 
+class WatchStream(Protocol):
+    """What ``Store.watch`` returns: an async iterator of events that the caller closes
+    (``aclose``) when it stops reading, so the store can forget the watcher."""
+
+    def __aiter__(self) -> WatchStream: ...
+
+    async def __anext__(self) -> Event: ...
+
+    async def aclose(self) -> None: ...
+
+
 @runtime_checkable
 class Store(Protocol):
     """Revisioned key-value store with watch. All methods are coroutines except ``watch``,
@@ -139,7 +149,7 @@ class Store(Protocol):
         same preconditions as update()."""
         ...
 
-    def watch(self, prefix: str, after_revision: int) -> AsyncIterator[Event]:
+    def watch(self, prefix: str, after_revision: int) -> WatchStream:
         """Every change to keys under ``prefix`` with a revision greater than
         ``after_revision``, in revision order, none lost or repeated, first the history and
         then live changes. Raises Compacted (on first iteration) if that history is gone,

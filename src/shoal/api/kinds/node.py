@@ -212,6 +212,7 @@ def _info(field: str) -> Any:
 
 
 NODE = Kind(
+    keeps_status_on_create=True,
     group="",
     version="v1",
     kind="Node",
