@@ -32,6 +32,7 @@ test: check
 	$(BIN)/pytest -q
 
 bench: $(STAMP)
+	./scripts/install-system-deps --bench
 	$(BIN)/python bench/api.py
 
 clean:

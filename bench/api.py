@@ -6,8 +6,11 @@ machines are noisy; report both rounds.
     .venv/bin/python bench/api.py [--quick]
 
 Measurements:
-- http_closed_loop: N concurrent clients each creating ConfigMaps back to back over HTTP
-  against a real `shoal server` process (sqlite store): creates/s, p50, p99;
+- http_wrk_cN: N connections each creating ConfigMaps back to back over HTTP against a real
+  `shoal server` process (sqlite store), driven by wrk (C) so that the load generator does
+  not eat the CPU the server needs: creates/s, p50, p99 (needs Debian's wrk);
+- http_python_cN: the same with N concurrent Python (httpx) clients in another process,
+  which is what a Python caller sees (the client costs as much CPU as the server);
 - http_fixed_rate: creates sent at a fixed 200/s (open loop): p50, p99;
 - in_process: the same creates through the in-process client (sqlite and memory stores);
 - watch_fanout: 100 HTTP watchers on one namespace; every watcher must see every event;
@@ -22,6 +25,7 @@ import json
 import multiprocessing
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -148,6 +152,38 @@ async def fixed_rate(url: str, ns: str, rate: float, seconds: float) -> dict[str
         result = summary(latencies, time.perf_counter() - start)
         result["target_rate"] = rate
         return result
+
+
+def wrk_closed_loop(url: str, prefix: str, connections: int, seconds: int) -> dict[str, float]:
+    script = Path(__file__).with_name("wrk_create.lua")
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--latency",
+            "-s",
+            str(script),
+            url,
+            "--",
+            prefix,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+        check=True,
+    ).stdout
+    line = next(text for text in out.splitlines() if text.startswith("WRK_JSON "))
+    data = json.loads(line.removeprefix("WRK_JSON "))
+    ok = data["requests"] - data["non_2xx"]
+    return {
+        "creates": ok,
+        "refused": data["non_2xx"],
+        "creates_per_s": round(ok / (data["duration_us"] / 1e6), 1),
+        "p50_ms": round(data["p50_us"] / 1000, 2),
+        "p99_ms": round(data["p99_us"] / 1000, 2),
+    }
 
 
 def run_http_client(url: str, mode: str, ns: str, arg: int, total: int, out: Any) -> None:
@@ -281,8 +317,11 @@ def main() -> None:
             server = Server(Path(tmp) / f"http-{r}")
             try:
                 for c in (1, 8, 32):
+                    if shutil.which("wrk"):
+                        seconds = 3 if args.quick else 8
+                        round_out[f"http_wrk_c{c}"] = wrk_closed_loop(server.url, f"r{r}c{c}", c, seconds)
                     count = total // 4 if c == 1 else total
-                    round_out[f"http_c{c}"] = in_other_process(
+                    round_out[f"http_python_c{c}"] = in_other_process(
                         run_http_client, server.url, "closed", f"r{r}c{c}", c, count
                     )
                 round_out["http_fixed_200_per_s"] = in_other_process(

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import signal
 import socket
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import uvicorn
@@ -59,45 +60,66 @@ async def serve(
     try:
         resources = Resources(store)
         await resources.bootstrap()
-        config = uvicorn.Config(
-            create_app(resources, f"{host}:{port}"),
-            host=host,
-            port=port,
-            log_level="warning",
-            access_log=False,
-            lifespan="off",
-            loop="none",
-            http="httptools",
-            timeout_graceful_shutdown=1,
-        )
-        server = uvicorn.Server(config)
-        listener = bind(host, port)
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
-        # uvicorn.Server.serve() would install its own signal handlers; these are its other
-        # steps (load the config, create the lifespan, startup, main_loop) without them.
-        config.load()
-        server.lifespan = config.lifespan_class(config)
-        await server.startup(sockets=[listener])
-        async with asyncio.TaskGroup() as tasks:
-            tasks.create_task(_serve_until_exit(server))
-            url = f"http://{host}:{listener.getsockname()[1]}"
-            kubeconfig.write(data_dir / "kubeconfig", url)
+        async with listening(resources, host, port) as server:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, server.stop)
+            kubeconfig.write(data_dir / "kubeconfig", server.url)
             client = LocalClient(resources)
             for path in apply_paths:
                 for manifest in manifests.load(path):
                     action, _ = await manifests.apply(client, manifest)
                     log.warning("%s %s", manifest.description, action)
             if on_ready is not None:
-                on_ready(url)
+                on_ready(server.url)
+            await server.stopped()
     finally:
         await store.close()
 
 
-async def _serve_until_exit(server: uvicorn.Server) -> None:
-    await server.main_loop()
-    await server.shutdown()
+class Listening:
+    """A running HTTP server: its URL, and a way to stop it."""
+
+    def __init__(self, server: uvicorn.Server, url: str, main_loop: asyncio.Task[None]) -> None:
+        self._server = server
+        self.url = url
+        self._main_loop = main_loop
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+
+    async def stopped(self) -> None:
+        await asyncio.shield(self._main_loop)
+
+
+@contextlib.asynccontextmanager
+async def listening(resources: Resources, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[Listening]:
+    """Serve the API on ``host:port`` (0: any free port) in this event loop while the block
+    runs; on exit, stop accepting, finish open requests briefly, and close."""
+    listener = bind(host, port)
+    url = f"http://{host}:{listener.getsockname()[1]}"
+    config = uvicorn.Config(
+        create_app(resources, url.removeprefix("http://")),
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        loop="none",
+        http="httptools",
+        timeout_graceful_shutdown=1,
+    )
+    server = uvicorn.Server(config)
+    # uvicorn.Server.serve() would install its own signal handlers; these are its other
+    # steps (load the config, create the lifespan, startup, main loop) without them.
+    config.load()
+    server.lifespan = config.lifespan_class(config)
+    await server.startup(sockets=[listener])
+    main_loop = asyncio.create_task(server.main_loop())  # owned here: awaited below
+    try:
+        yield Listening(server, url, main_loop)
+    finally:
+        server.should_exit = True
+        await main_loop
+        await server.shutdown()
 
 
 def bind(host: str, port: int) -> socket.socket:
