@@ -9,7 +9,9 @@ from pathlib import Path
 import click
 
 from shoal.cli.context import Interrupted, run
+from shoal.cli.output import object_name
 from shoal.client.kubeconfig import DEFAULT_DATA_DIR
+from shoal.client.manifests import Manifest
 
 
 def ready_line(url: str, kubeconfig: Path) -> str:
@@ -59,7 +61,10 @@ def server(data_dir: Path, listen: str, store_url: str, apply_paths: tuple[str, 
     def on_ready(url: str) -> None:
         click.echo(ready_line(url, kubeconfig))
 
+    def on_applied(manifest: Manifest, action: str) -> None:
+        click.echo(f"{object_name(manifest.kind, manifest.object)} {action}")
+
     # Once up, the server handles SIGINT/SIGTERM itself and returns; a Ctrl-C that comes
     # earlier (while the store opens) interrupts the runner instead: both end quietly.
     with suppress(Interrupted):
-        run(serve(data_dir, listen, store_url, apply_paths, on_ready=on_ready))
+        run(serve(data_dir, listen, store_url, apply_paths, on_ready=on_ready, on_applied=on_applied))

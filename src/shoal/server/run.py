@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
-import logging
 import signal
 import socket
 from collections.abc import AsyncIterator, Callable
@@ -18,8 +17,6 @@ from shoal.client.local import LocalClient
 from shoal.server.app import create_app
 from shoal.server.resources import Resources
 from shoal.store import open_store
-
-log = logging.getLogger(__name__)
 
 
 class ConfigError(Exception):
@@ -49,8 +46,10 @@ async def serve(
     store_url: str = "",
     apply_paths: tuple[str, ...] = (),
     on_ready: Callable[[str], None] | None = None,
+    on_applied: Callable[[manifests.Manifest, str], None] | None = None,
 ) -> None:
-    """Serve until SIGINT/SIGTERM. ``on_ready`` is told the server URL once it listens."""
+    """Serve until SIGINT/SIGTERM. ``on_ready`` is told the server URL once it listens,
+    ``on_applied`` each manifest of ``apply_paths`` and what applying it did."""
     host, port = parse_listen(listen)
     data_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 (once, before serving)
     try:
@@ -69,7 +68,8 @@ async def serve(
             for path in apply_paths:
                 for manifest in manifests.load(path):
                     action, _ = await manifests.apply(client, manifest)
-                    log.warning("%s %s", manifest.description, action)
+                    if on_applied is not None:
+                        on_applied(manifest, action)
             if on_ready is not None:
                 on_ready(server.url)
             await server.stopped()
