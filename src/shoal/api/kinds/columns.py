@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from shoal.api.kind import Object
+from shoal.api.kind import Column, Object
 
 
 def human_duration(seconds: float) -> str:
@@ -76,3 +76,8 @@ def selector_text(selector: dict[str, Any] | None, empty: str = "<none>") -> str
         elif op == "DoesNotExist":
             parts.append(f"!{req['key']}")
     return ",".join(parts) or empty
+
+
+# The first and last columns of most tables, as kubectl prints them.
+NAME = Column("Name", lambda o: o["metadata"]["name"], format="name", description="the object's name")
+AGE = Column("Age", age, description="time since the object was created")

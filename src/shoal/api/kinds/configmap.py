@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from shoal.api.errors import FieldError, duplicate, invalid
 from shoal.api.kind import Column, Kind, Object
-from shoal.api.kinds.columns import age
+from shoal.api.kinds.columns import AGE, NAME
 from shoal.api.kinds.meta import top_level
 from shoal.api.schema import Bool, Map, Str
 from shoal.api.validation import check, config_map_key, immutable_data
@@ -49,9 +49,9 @@ CONFIG_MAP = Kind(
         immutable=Bool(),
     ),
     columns=(
-        Column("Name", lambda o: o["metadata"]["name"], format="name"),
+        NAME,
         Column("Data", lambda o: len(o.get("data") or {}) + len(o.get("binaryData") or {}), type="integer"),
-        Column("Age", age),
+        AGE,
     ),
     validate=validate,
     validate_update=validate_update,

@@ -12,7 +12,7 @@ from typing import Any
 
 from shoal.api.errors import FieldError, invalid, required, unsupported
 from shoal.api.kind import Column, Kind, Object
-from shoal.api.kinds.columns import age, dig
+from shoal.api.kinds.columns import AGE, NAME, dig
 from shoal.api.kinds.meta import LABEL_SELECTOR, TIME, top_level
 from shoal.api.kinds.podspec import POD_TEMPLATE_SPEC, default_pod_template
 from shoal.api.kinds.workload import (
@@ -141,14 +141,14 @@ DAEMON_SET = Kind(
     categories=("all",),
     schema=top_level("io.k8s.api.apps.v1.DaemonSet", spec=DAEMON_SET_SPEC, status=DAEMON_SET_STATUS),
     columns=(
-        Column("Name", lambda o: o["metadata"]["name"], format="name"),
+        NAME,
         Column("Desired", lambda o: dig(o, "status", "desiredNumberScheduled", default=0), type="integer"),
         Column("Current", lambda o: dig(o, "status", "currentNumberScheduled", default=0), type="integer"),
         Column("Ready", lambda o: dig(o, "status", "numberReady", default=0), type="integer"),
         Column("Up-to-date", lambda o: dig(o, "status", "updatedNumberScheduled", default=0), type="integer"),
         Column("Available", lambda o: dig(o, "status", "numberAvailable", default=0), type="integer"),
         Column("Node Selector", _node_selector),
-        Column("Age", age),
+        AGE,
         *wide_columns(),
     ),
     default=default,

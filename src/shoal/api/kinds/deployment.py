@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from shoal.api.errors import FieldError, forbidden, invalid, required, unsupported
 from shoal.api.kind import Column, Kind, Object, Scale
-from shoal.api.kinds.columns import age, dig
+from shoal.api.kinds.columns import AGE, NAME, dig
 from shoal.api.kinds.meta import LABEL_SELECTOR, TIME, top_level
 from shoal.api.kinds.podspec import POD_TEMPLATE_SPEC, default_pod_template
 from shoal.api.kinds.workload import (
@@ -157,7 +157,7 @@ DEPLOYMENT = Kind(
     schema=top_level("io.k8s.api.apps.v1.Deployment", spec=DEPLOYMENT_SPEC, status=DEPLOYMENT_STATUS),
     scale=Scale(),
     columns=(
-        Column("Name", lambda o: o["metadata"]["name"], format="name"),
+        NAME,
         Column(
             "Ready",
             lambda o: (
@@ -166,7 +166,7 @@ DEPLOYMENT = Kind(
         ),
         Column("Up-to-date", lambda o: dig(o, "status", "updatedReplicas", default=0), type="integer"),
         Column("Available", lambda o: dig(o, "status", "availableReplicas", default=0), type="integer"),
-        Column("Age", age),
+        AGE,
         *wide_columns(),
     ),
     default=default,

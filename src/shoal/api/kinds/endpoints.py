@@ -11,7 +11,7 @@ from typing import Any
 
 from shoal.api.errors import FieldError, invalid, required
 from shoal.api.kind import Column, Kind, Object
-from shoal.api.kinds.columns import age
+from shoal.api.kinds.columns import AGE, NAME
 from shoal.api.kinds.container import PROTOCOLS
 from shoal.api.kinds.meta import OBJECT_REFERENCE, top_level
 from shoal.api.schema import Arr, Int, Obj, Str
@@ -121,9 +121,9 @@ ENDPOINTS = Kind(
     has_status=False,
     schema=top_level("io.k8s.api.core.v1.Endpoints", subsets=Arr(ENDPOINT_SUBSET)),
     columns=(
-        Column("Name", lambda o: o["metadata"]["name"], format="name"),
+        NAME,
         Column("Endpoints", endpoints_text),
-        Column("Age", age),
+        AGE,
     ),
     validate=validate,
 )

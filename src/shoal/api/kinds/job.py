@@ -28,7 +28,7 @@ from typing import Any
 
 from shoal.api.errors import FieldError, forbidden, required, unsupported
 from shoal.api.kind import Column, Kind, Object
-from shoal.api.kinds.columns import age, dig, human_duration, parse_time
+from shoal.api.kinds.columns import AGE, NAME, dig, human_duration, parse_time
 from shoal.api.kinds.meta import LABEL_SELECTOR, TIME, top_level
 from shoal.api.kinds.podspec import POD_TEMPLATE_SPEC, default_pod_template
 from shoal.api.kinds.podvalidation import validate_pod_template
@@ -265,11 +265,11 @@ JOB = Kind(
     categories=("all",),
     schema=top_level("io.k8s.api.batch.v1.Job", spec=JOB_SPEC, status=JOB_STATUS),
     columns=(
-        Column("Name", lambda o: o["metadata"]["name"], format="name"),
+        NAME,
         Column("Status", _status),
         Column("Completions", _completions),
         Column("Duration", _duration),
-        Column("Age", age),
+        AGE,
         *wide_columns(),
     ),
     default=default,

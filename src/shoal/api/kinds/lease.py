@@ -11,7 +11,7 @@ from datetime import datetime
 
 from shoal.api.errors import FieldError, forbidden, invalid, unsupported
 from shoal.api.kind import Column, Kind, Object
-from shoal.api.kinds.columns import age, dig
+from shoal.api.kinds.columns import AGE, NAME, dig
 from shoal.api.kinds.meta import top_level
 from shoal.api.schema import Int, Obj, Str
 from shoal.api.validation import check, non_negative, qualified_name
@@ -72,9 +72,9 @@ LEASE = Kind(
     has_status=False,
     schema=top_level("io.k8s.api.coordination.v1.Lease", spec=LEASE_SPEC),
     columns=(
-        Column("Name", lambda o: o["metadata"]["name"], format="name"),
+        NAME,
         Column("Holder", lambda o: dig(o, "spec", "holderIdentity", default="")),
-        Column("Age", age),
+        AGE,
     ),
     validate=validate,
 )

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from shoal.api.errors import FieldError, invalid
 from shoal.api.kind import Column, Kind, Object
-from shoal.api.kinds.columns import age, dig
+from shoal.api.kinds.columns import AGE, NAME, dig
 from shoal.api.kinds.meta import TIME, top_level
 from shoal.api.schema import Arr, Obj, Str
 from shoal.api.validation import check, dns1123_label, qualified_name
@@ -71,9 +71,9 @@ NAMESPACE = Kind(
         ),
     ),
     columns=(
-        Column("Name", lambda o: o["metadata"]["name"], format="name"),
+        NAME,
         Column("Status", lambda o: dig(o, "status", "phase", default="")),
-        Column("Age", age),
+        AGE,
     ),
     default=default,
     validate=validate,

@@ -15,7 +15,7 @@ from typing import Any
 
 from shoal.api.errors import FieldError, duplicate, forbidden, invalid, required, unsupported
 from shoal.api.kind import Column, Kind, Object
-from shoal.api.kinds.columns import age, dig
+from shoal.api.kinds.columns import AGE, NAME, dig
 from shoal.api.kinds.container import RESOURCE_LIST
 from shoal.api.kinds.meta import TIME, top_level
 from shoal.api.kinds.scheduling import TAINT_EFFECTS
@@ -222,10 +222,10 @@ NODE = Kind(
     short_names=("no",),
     schema=top_level("io.k8s.api.core.v1.Node", spec=NODE_SPEC, status=NODE_STATUS),
     columns=(
-        Column("Name", lambda o: o["metadata"]["name"], format="name"),
+        NAME,
         Column("Status", _status),
         Column("Roles", _roles),
-        Column("Age", age),
+        AGE,
         Column("Version", lambda o: dig(o, "status", "nodeInfo", "kubeletVersion", default="")),
         Column("Internal-IP", _address("InternalIP"), priority=1),
         Column("External-IP", _address("ExternalIP"), priority=1),

@@ -20,7 +20,7 @@ from typing import Any
 
 from shoal.api.errors import FieldError, forbidden, invalid
 from shoal.api.kind import Column, Kind, Object
-from shoal.api.kinds.columns import age, dig, human_duration, parse_time
+from shoal.api.kinds.columns import AGE, NAME, dig, human_duration, parse_time
 from shoal.api.kinds.meta import top_level
 from shoal.api.kinds.podspec import POD_SPEC, default_pod_only, default_pod_spec
 from shoal.api.kinds.podstatus import POD_STATUS, qos_class
@@ -208,11 +208,11 @@ POD = Kind(
     categories=("all",),
     schema=top_level("io.k8s.api.core.v1.Pod", spec=POD_SPEC, status=POD_STATUS),
     columns=(
-        Column("Name", lambda o: o["metadata"]["name"], format="name"),
+        NAME,
         Column("Ready", _ready),
         Column("Status", lambda o: summary(o)[2]),
         Column("Restarts", _restarts),
-        Column("Age", age),
+        AGE,
         Column("IP", lambda o: dig(o, "status", "podIP") or "<none>", priority=1),
         Column("Node", lambda o: dig(o, "spec", "nodeName") or "<none>", priority=1),
         Column("Nominated Node", lambda o: dig(o, "status", "nominatedNodeName") or "<none>", priority=1),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from shoal.api.errors import FieldError
 from shoal.api.kind import Column, Kind, Object, Scale
-from shoal.api.kinds.columns import age, dig
+from shoal.api.kinds.columns import AGE, NAME, dig
 from shoal.api.kinds.meta import LABEL_SELECTOR, TIME, top_level
 from shoal.api.kinds.podspec import POD_TEMPLATE_SPEC, default_pod_template
 from shoal.api.kinds.workload import validate_replicated_template, validate_selector, wide_columns
@@ -75,11 +75,11 @@ REPLICA_SET = Kind(
     schema=top_level("io.k8s.api.apps.v1.ReplicaSet", spec=REPLICA_SET_SPEC, status=REPLICA_SET_STATUS),
     scale=Scale(),
     columns=(
-        Column("Name", lambda o: o["metadata"]["name"], format="name"),
+        NAME,
         Column("Desired", lambda o: dig(o, "spec", "replicas", default=0), type="integer"),
         Column("Current", lambda o: dig(o, "status", "replicas", default=0), type="integer"),
         Column("Ready", lambda o: dig(o, "status", "readyReplicas", default=0), type="integer"),
-        Column("Age", age),
+        AGE,
         *wide_columns(),
     ),
     default=default,

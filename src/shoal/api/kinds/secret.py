@@ -18,7 +18,7 @@ from typing import Any
 
 from shoal.api.errors import FIELD_TOO_LONG, FieldError, invalid, required
 from shoal.api.kind import Column, Kind, Object
-from shoal.api.kinds.columns import age, dig
+from shoal.api.kinds.columns import AGE, NAME, dig
 from shoal.api.kinds.meta import top_level
 from shoal.api.schema import Bool, Map, Str
 from shoal.api.validation import check, config_map_key, immutable, immutable_data
@@ -112,10 +112,10 @@ SECRET = Kind(
         type=Str(default="Opaque"),
     ),
     columns=(
-        Column("Name", lambda o: o["metadata"]["name"], format="name"),
+        NAME,
         Column("Type", lambda o: o.get("type", "")),
         Column("Data", _data_count, type="integer"),
-        Column("Age", age),
+        AGE,
     ),
     default=default,
     validate=validate,

@@ -19,7 +19,7 @@ from typing import Any
 
 from shoal.api.errors import FieldError, duplicate, forbidden, invalid, required, unsupported
 from shoal.api.kind import Column, Kind, Object
-from shoal.api.kinds.columns import age, dig
+from shoal.api.kinds.columns import AGE, NAME, dig
 from shoal.api.kinds.container import PROTOCOLS
 from shoal.api.kinds.meta import CONDITION, top_level
 from shoal.api.schema import Arr, Bool, Int, IntOrStr, Map, Obj, Str
@@ -314,12 +314,12 @@ SERVICE = Kind(
     name_rule=dns1035_label,
     schema=top_level("io.k8s.api.core.v1.Service", spec=SERVICE_SPEC, status=SERVICE_STATUS),
     columns=(
-        Column("Name", lambda o: o["metadata"]["name"], format="name"),
+        NAME,
         Column("Type", lambda o: dig(o, "spec", "type", default="")),
         Column("Cluster-IP", lambda o: dig(o, "spec", "clusterIP") or "<none>"),
         Column("External-IP", _external_ip),
         Column("Port(s)", _ports_text),
-        Column("Age", age),
+        AGE,
         Column("Selector", _selector, priority=1),
     ),
     default=default,
