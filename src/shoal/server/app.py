@@ -97,9 +97,16 @@ def decode_body(body: bytes, content_type: str) -> Any:
         raise BadRequest("the request has no body; an object is required")
     if media in ("application/yaml", "application/x-yaml", "text/yaml"):
         try:
-            return yaml.safe_load(body)
+            decoded = yaml.safe_load(body)
         except yaml.YAMLError as err:
             raise BadRequest(f"the request body is not valid YAML: {err}") from None
+        try:
+            # Through JSON and back: YAML timestamps become the strings a JSON client would
+            # send, and what JSON cannot carry (unpaired surrogates, non-string keys, binary,
+            # sets) is refused here rather than deep inside the server.
+            return orjson.loads(orjson.dumps(decoded))
+        except (TypeError, orjson.JSONDecodeError) as err:
+            raise BadRequest(f"the request body cannot be represented as JSON: {err}") from None
     if media.endswith("protobuf") or media == "application/cbor":
         raise UnsupportedMediaType(f"{media} bodies are not supported; send application/json")
     try:
