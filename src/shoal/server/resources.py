@@ -45,6 +45,7 @@ from shoal.store import (
     KeyValue,
     RevisionMismatch,
     Store,
+    StoreClosed,
     StoreError,
 )
 
@@ -370,6 +371,14 @@ class Resources:
                     yield translated
         except Compacted as err:
             raise Expired(f"too old resource version: {err.requested} ({err.compacted})") from None
+        except StoreClosed as err:
+            # A watcher that fell too far behind (or a store shutting down): the client must
+            # list again and watch from there, which is what 410 Expired tells it.
+            raise Expired(
+                f"the watch ended: {err}; list again and watch from the list's resourceVersion"
+            ) from None
+        except StoreError as err:
+            raise ServiceUnavailable(f"the store is unavailable: {err}") from None
         finally:
             await events.aclose()
 
