@@ -35,13 +35,12 @@ from shoal.server.resources import (
     IGNORE,
     STRICT,
     WARN,
-    Filter,
     ListOptions,
     Resources,
-    WatchEvent,
     WriteOptions,
 )
 from shoal.server.routing import Target, resolve
+from shoal.server.selection import Filter, WatchEvent
 from shoal.server.table import INCLUDE_METADATA, INCLUDE_NONE, INCLUDE_OBJECT, table, wants_table
 
 log = logging.getLogger(__name__)

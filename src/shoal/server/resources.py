@@ -23,7 +23,6 @@ from shoal.api import REGISTRY, Kind, Object
 from shoal.api.admission import admit
 from shoal.api.errors import (
     AlreadyExists,
-    ApiError,
     BadRequest,
     Conflict,
     Expired,
@@ -35,11 +34,10 @@ from shoal.api.errors import (
     invalid,
 )
 from shoal.api.patch import apply_patch
-from shoal.api.selectors import FieldSelector, LabelSelector
+from shoal.server.codec import decode, encode
+from shoal.server.selection import Filter, WatchEvent, name_from_selector, translate
 from shoal.store import (
     Compacted,
-    Event,
-    EventType,
     KeyExists,
     KeyNotFound,
     KeyValue,
@@ -82,57 +80,6 @@ class ListOptions:
     exact: bool = False  # resourceVersionMatch=Exact: read at exactly that revision
     limit: int = 0
     continue_token: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class WatchEvent:
-    type: str  # ADDED, MODIFIED, DELETED, ERROR, BOOKMARK
-    object: Object
-
-
-class Filter:
-    """A compiled label + field selector for one kind."""
-
-    __slots__ = ("fields", "kind", "labels")
-
-    def __init__(self, kind: Kind, label_selector: str, field_selector: str) -> None:
-        self.kind = kind
-        self.labels = LabelSelector.parse(label_selector) if label_selector else None
-        allowed = {"metadata.name", "metadata.namespace", *kind.field_selectors}
-        self.fields = FieldSelector.parse(field_selector, allowed) if field_selector else None
-
-    @property
-    def empty(self) -> bool:
-        return self.labels is None and self.fields is None
-
-    def matches(self, obj: Object) -> bool:
-        meta = obj["metadata"]
-        if self.labels is not None and not self.labels.matches(meta.get("labels")):
-            return False
-        if self.fields is not None:
-            values = {"metadata.name": meta.get("name", ""), "metadata.namespace": meta.get("namespace", "")}
-            for name, extract in self.kind.field_selectors.items():
-                values[name] = extract(obj)
-            if not self.fields.matches(values):
-                return False
-        return True
-
-
-def decode(kv: KeyValue) -> Object:
-    """An object as stored, stamped with the revision of its last write."""
-    obj: Object = orjson.loads(kv.value)
-    obj["metadata"]["resourceVersion"] = str(kv.mod_revision)
-    return obj
-
-
-def encode(obj: Object) -> bytes:
-    meta = obj["metadata"]
-    rv = meta.pop("resourceVersion", None)
-    try:
-        return orjson.dumps(obj)
-    finally:
-        if rv is not None:
-            meta["resourceVersion"] = rv
 
 
 def parse_revision(value: str, what: str = "resourceVersion") -> int:
@@ -178,7 +125,7 @@ class Resources:
         elif options.exact and options.resource_version:
             revision = parse_revision(options.resource_version)
         prefix = kind.key_prefix(namespace)
-        narrowed = _name_from_selector(flt)
+        narrowed = name_from_selector(flt)
         try:
             result = await self.store.list(prefix, revision)
         except Compacted as err:
@@ -366,7 +313,7 @@ class Resources:
         events = self.store.watch(prefix, after)
         try:
             async for event in events:
-                translated = _translate(event, flt)
+                translated = translate(event, flt)
                 if translated is not None:
                     yield translated
         except Compacted as err:
@@ -563,28 +510,6 @@ def _spec_changed(new: Object, old: Object) -> bool:
     }
 
 
-def _translate(event: Event, flt: Filter) -> WatchEvent | None:
-    """A store event as a watch event, seen through a selector: an object that stops
-    matching is DELETED for this watcher, one that starts matching is ADDED."""
-    obj = decode(event.kv)
-    if event.type is EventType.DELETE:
-        return WatchEvent("DELETED", obj) if flt.empty or flt.matches(obj) else None
-    if flt.empty:
-        return WatchEvent("ADDED" if event.prev is None else "MODIFIED", obj)
-    now_matches = flt.matches(obj)
-    was_matching = event.prev is not None and flt.matches(decode(event.prev))
-    if now_matches:
-        return WatchEvent("MODIFIED" if was_matching else "ADDED", obj)
-    return WatchEvent("DELETED", obj) if was_matching else None
-
-
-def _name_from_selector(flt: Filter) -> str:
-    """A ``metadata.name=x`` field selector lets a list skip decoding other objects."""
-    if flt.fields is None:
-        return ""
-    return flt.fields.exact("metadata.name") or ""
-
-
 def _encode_continue(revision: int, key: str) -> str:
     import base64
 
@@ -621,4 +546,4 @@ def _conflict(kind: Kind, name: str, why: str = "") -> Conflict:
     )
 
 
-__all__ = ["ApiError", "Filter", "ListOptions", "Resources", "WatchEvent", "WriteOptions"]
+__all__ = ["IGNORE", "STRICT", "WARN", "ListOptions", "Resources", "WriteOptions"]
