@@ -468,3 +468,25 @@ async def test_yaml_bodies_are_read_as_json_would_be(api: Api) -> None:
     good = b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: y}\ndata: {when: 2024-01-01}\n"
     obj = await api.ok("POST", CMS, raw=good, ctype="application/yaml")
     assert obj["data"] == {"when": "2024-01-01"}
+
+
+async def test_binding_assigns_a_pod_once(api: Api) -> None:
+    await api.ok("POST", PODS, pod("b1"))
+    binding = {
+        "apiVersion": "v1",
+        "kind": "Binding",
+        "metadata": {"name": "b1"},
+        "target": {"apiVersion": "v1", "kind": "Node", "name": "node-1"},
+    }
+    status = await api.ok("POST", f"{PODS}/b1/binding", binding)
+    assert status["status"] == "Success"
+    assert (await api.ok("GET", f"{PODS}/b1"))["spec"]["nodeName"] == "node-1"
+    again = await api.refused(409, "POST", f"{PODS}/b1/binding", {**binding, "target": {"name": "node-2"}})
+    assert "already assigned to node 'node-1'" in again["message"]
+    missing = await api.refused(422, "POST", f"{PODS}/b1/binding", {"target": {}})
+    assert "target.name: Required value" in missing["message"]
+    await api.refused(404, "POST", f"{CMS}/x/binding", binding)
+    # Through a pod update, nodeName stays the scheduler's to set.
+    current = await api.ok("GET", f"{PODS}/b1")
+    current["spec"]["nodeName"] = "node-3"
+    await api.refused(422, "PUT", f"{PODS}/b1", current)

@@ -61,6 +61,9 @@ class Kind:
     # Node with its status.
     keeps_status_on_create: bool = False
     scale: Scale | None = None
+    # The ``binding`` subresource: how the scheduler, and only it, assigns the object (a Pod)
+    # to a node; the rest of the spec stays immutable.
+    bindable: bool = False
     columns: tuple[Column, ...] = ()
     # Computed defaults beyond the schema's simple ones; mutates a fresh copy in place.
     default: Callable[[Object], None] | None = None

@@ -54,6 +54,10 @@ class Client(Protocol):
         self, kind: Kind, name: str, namespace: str | None = None, *, propagation_policy: str = ""
     ) -> Object: ...
 
+    async def bind(self, kind: Kind, name: str, namespace: str | None, node: str) -> None:
+        """Assign a Pod to a node through its ``binding`` subresource."""
+        ...
+
     def watch(
         self,
         kind: Kind,
@@ -74,6 +78,15 @@ def object_namespace(kind: Kind, obj: Object, namespace: str | None) -> str | No
     meta = obj.get("metadata") if isinstance(obj, dict) else None
     from_obj = meta.get("namespace") if isinstance(meta, dict) else None
     return namespace or from_obj or "default"
+
+
+def binding(name: str, node: str) -> Object:
+    return {
+        "apiVersion": "v1",
+        "kind": "Binding",
+        "metadata": {"name": name},
+        "target": {"apiVersion": "v1", "kind": "Node", "name": node},
+    }
 
 
 def object_path(kind: Kind, namespace: str | None, name: str = "", subresource: str = "") -> str:

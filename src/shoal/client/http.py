@@ -10,7 +10,7 @@ import orjson
 
 from shoal.api import Kind, Object
 from shoal.api.errors import ApiError, ServiceUnavailable
-from shoal.client._interface import MERGE_PATCH, WatchEvent, object_namespace, object_path
+from shoal.client._interface import MERGE_PATCH, WatchEvent, binding, object_namespace, object_path
 
 
 class HttpClient:
@@ -99,6 +99,10 @@ class HttpClient:
         params = {"propagationPolicy": propagation_policy} if propagation_policy else None
         result: Object = await self._request("DELETE", object_path(kind, ns, name), params=params)
         return result
+
+    async def bind(self, kind: Kind, name: str, namespace: str | None, node: str) -> None:
+        path = object_path(kind, object_namespace(kind, {}, namespace), name, "binding")
+        await self._request("POST", path, body=binding(name, node))
 
     async def watch(
         self,

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from shoal.api import Kind, Object
-from shoal.client._interface import MERGE_PATCH, WatchEvent, object_namespace
+from shoal.client._interface import MERGE_PATCH, WatchEvent, binding, object_namespace
 from shoal.server.resources import ListOptions, Resources, WriteOptions
 
 
@@ -68,6 +68,10 @@ class LocalClient:
         self, kind: Kind, name: str, namespace: str | None = None, *, propagation_policy: str = ""
     ) -> Object:
         return await self.resources.delete(kind, object_namespace(kind, {}, namespace), name)
+
+    async def bind(self, kind: Kind, name: str, namespace: str | None, node: str) -> None:
+        ns = object_namespace(kind, {}, namespace)
+        await self.resources.bind(kind, ns, name, binding(name, node))
 
     async def watch(
         self,

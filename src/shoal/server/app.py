@@ -201,6 +201,10 @@ class Api:
             return await self._get(request, target)
         if method == "POST" and not target.name:
             return await self._create(request, target)
+        if method == "POST" and target.subresource == "binding":
+            body = decode_body(await read_body(request), request.headers.get("content-type", JSON))
+            obj = await self.resources.bind(target.kind, target.namespace, target.name, body)
+            return json_response(success_status(target.kind, obj), 201)
         if method == "PUT" and target.name:
             return await self._update(request, target)
         if method == "PATCH" and target.name:

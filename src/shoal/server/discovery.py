@@ -83,6 +83,16 @@ def resource_list(registry: Registry, group_name: str, version: str) -> dict[str
                     "verbs": ["get", "patch", "update"],
                 }
             )
+        if k.bindable:
+            resources.append(
+                {
+                    "name": f"{k.plural}/binding",
+                    "singularName": "",
+                    "namespaced": k.namespaced,
+                    "kind": "Binding",
+                    "verbs": ["create"],
+                }
+            )
         if k.scale is not None:
             resources.append(
                 {

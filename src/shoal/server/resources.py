@@ -32,6 +32,7 @@ from shoal.api.errors import (
     NotFound,
     ServiceUnavailable,
     invalid,
+    required,
 )
 from shoal.api.patch import apply_patch
 from shoal.server.codec import decode, encode
@@ -288,6 +289,41 @@ class Resources:
             except StoreError as err:
                 raise ServiceUnavailable(f"the store is unavailable: {err}") from None
             meta["resourceVersion"] = str(gone.mod_revision)
+            return obj
+        raise _conflict(kind, name)
+
+    async def bind(self, kind: Kind, namespace: str | None, name: str, binding: Any) -> Object:
+        """Assign a Pod to a node (the ``binding`` subresource). Only an unassigned Pod that
+        is not being deleted can be bound; the rest of its spec is left as it is."""
+        if not isinstance(binding, dict):
+            raise BadRequest("the body of a binding must be a Binding object")
+        target = binding.get("target")
+        node = target.get("name") if isinstance(target, dict) else None
+        if not isinstance(node, str) or not node:
+            raise Invalid.for_object("Binding", "", name, [required("target.name")])
+        if isinstance(target, dict) and target.get("kind", "Node") != "Node":
+            raise Invalid.for_object(
+                "Binding", "", name, [invalid("target.kind", target.get("kind"), "must be Node")]
+            )
+        key = kind.key(namespace, name)
+        for _attempt in range(16):
+            kv = await self._store_call(self.store.get(key))
+            if kv is None:
+                raise _not_found(kind, name)
+            obj = decode(kv)
+            assigned = (obj.get("spec") or {}).get("nodeName")
+            if assigned:
+                raise _conflict(kind, name, f"pod {name} is already assigned to node {assigned!r}")
+            if obj["metadata"].get("deletionTimestamp"):
+                raise _conflict(kind, name, f"pod {name} is being deleted, cannot be assigned to a host")
+            obj.setdefault("spec", {})["nodeName"] = node
+            try:
+                new_kv = await self.store.update(key, encode(obj), kv.mod_revision)
+            except (RevisionMismatch, KeyNotFound):
+                continue
+            except StoreError as err:
+                raise ServiceUnavailable(f"the store is unavailable: {err}") from None
+            obj["metadata"]["resourceVersion"] = str(new_kv.mod_revision)
             return obj
         raise _conflict(kind, name)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from shoal.api import REGISTRY, Kind
 from shoal.api.errors import NotFound
 
-SUBRESOURCES = ("status", "scale")
+SUBRESOURCES = ("status", "scale", "binding")
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +46,8 @@ def resolve(group: str, version: str, segments: list[str]) -> Target:
     name = segments[1] if len(segments) > 1 else ""
     sub = segments[2] if len(segments) > 2 else ""
     if sub and (
-        sub not in SUBRESOURCES
+        (sub == "binding" and not kind.bindable)
+        or sub not in SUBRESOURCES
         or (sub == "status" and not kind.has_status)
         or (sub == "scale" and kind.scale is None)
     ):

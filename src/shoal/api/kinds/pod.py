@@ -198,6 +198,7 @@ def _readiness_gates(pod: Object) -> str:
 
 
 POD = Kind(
+    bindable=True,
     group="",
     version="v1",
     kind="Pod",

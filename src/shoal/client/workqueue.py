@@ -1,0 +1,96 @@
+"""A keyed work queue for controllers, in the shape of client-go's.
+
+Events only *add keys*; workers take a key, reconcile it, and say ``done``. The queue:
+- de-duplicates: a key added many times before a worker takes it is processed once;
+- never hands one key to two workers at once: a key added while it is being processed is
+  queued again when the worker is done with it;
+- backs off per key on failure (``add_rate_limited``: 5 ms, 10 ms, 20 ms … up to 30 s)
+  until the key succeeds (``forget``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+from collections import deque
+
+
+class ShutDown(Exception):
+    """The queue was shut down; workers should return."""
+
+
+class WorkQueue:
+    def __init__(self, *, base_delay: float = 0.005, max_delay: float = 30.0) -> None:
+        self._ready: deque[str] = deque()
+        self._dirty: set[str] = set()  # queued and not yet taken
+        self._processing: set[str] = set()
+        self._delayed: list[tuple[float, int, str]] = []  # (due time, tie-breaker, key)
+        self._seq = itertools.count()
+        self._failures: dict[str, int] = {}
+        self._base_delay = base_delay
+        self._max_delay = max_delay
+        self._wakeup = asyncio.Event()
+        self._shut_down = False
+
+    def add(self, key: str) -> None:
+        if self._shut_down or key in self._dirty:
+            return
+        self._dirty.add(key)
+        if key not in self._processing:
+            self._ready.append(key)
+            self._wakeup.set()
+
+    def add_after(self, key: str, delay: float) -> None:
+        """Add ``key`` once ``delay`` seconds have passed (a requeue, a back-off, a deadline)."""
+        if delay <= 0:
+            self.add(key)
+            return
+        due = asyncio.get_running_loop().time() + delay
+        heapq.heappush(self._delayed, (due, next(self._seq), key))
+        self._wakeup.set()
+
+    def add_rate_limited(self, key: str) -> None:
+        failures = self._failures.get(key, 0)
+        self._failures[key] = failures + 1
+        self.add_after(key, min(self._base_delay * 2**failures, self._max_delay))
+
+    def forget(self, key: str) -> None:
+        """The key succeeded: its next failure starts the back-off from the beginning."""
+        self._failures.pop(key, None)
+
+    def failures(self, key: str) -> int:
+        return self._failures.get(key, 0)
+
+    async def get(self) -> str:
+        """The next key to work on; raises ShutDown once the queue is shut down."""
+        loop = asyncio.get_running_loop()
+        while True:
+            if self._shut_down:
+                raise ShutDown
+            now = loop.time()
+            while self._delayed and self._delayed[0][0] <= now:
+                self.add(heapq.heappop(self._delayed)[2])
+            if self._ready:
+                key = self._ready.popleft()
+                self._dirty.discard(key)
+                self._processing.add(key)
+                return key
+            self._wakeup.clear()
+            timeout = self._delayed[0][0] - now if self._delayed else None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), timeout)
+
+    def done(self, key: str) -> None:
+        self._processing.discard(key)
+        if key in self._dirty:
+            self._ready.append(key)
+            self._wakeup.set()
+
+    def shut_down(self) -> None:
+        self._shut_down = True
+        self._wakeup.set()
+
+    def __len__(self) -> int:
+        return len(self._ready)
