@@ -402,10 +402,26 @@ async def test_delete_options(api: Api) -> None:
     done = await api.ok(
         "DELETE",
         f"{CMS}/d",
-        {"propagationPolicy": "Foreground", "preconditions": {"uid": obj["metadata"]["uid"]}},
+        {"propagationPolicy": "Background", "preconditions": {"uid": obj["metadata"]["uid"]}},
     )
     assert done["status"] == "Success" and done["details"]["name"] == "d"
     await api.refused(404, "DELETE", f"{CMS}/d")
+
+
+@pytest.mark.parametrize(
+    ("policy", "finalizer"), [("Foreground", "foregroundDeletion"), ("Orphan", "orphan")]
+)
+async def test_foreground_and_orphan_deletes_wait_for_the_garbage_collector(
+    api: Api, policy: str, finalizer: str
+) -> None:
+    await api.ok("POST", DEPLOYS, deployment("owner"))
+    held = await api.ok("DELETE", f"{DEPLOYS}/owner", propagationPolicy=policy)
+    assert held["metadata"]["deletionTimestamp"] and held["metadata"]["finalizers"] == [finalizer]
+    # The collector removes the finalizer once it has dealt with the dependents; then it is gone.
+    await api.ok(
+        "PATCH", f"{DEPLOYS}/owner", {"metadata": {"finalizers": []}}, ctype="application/merge-patch+json"
+    )
+    await api.refused(404, "GET", f"{DEPLOYS}/owner")
 
 
 async def test_namespaces(api: Api) -> None:

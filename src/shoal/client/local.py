@@ -67,7 +67,8 @@ class LocalClient:
     async def delete(
         self, kind: Kind, name: str, namespace: str | None = None, *, propagation_policy: str = ""
     ) -> Object:
-        return await self.resources.delete(kind, object_namespace(kind, {}, namespace), name)
+        ns = object_namespace(kind, {}, namespace)
+        return await self.resources.delete(kind, ns, name, propagation_policy=propagation_policy)
 
     async def bind(self, kind: Kind, name: str, namespace: str | None, node: str) -> None:
         ns = object_namespace(kind, {}, namespace)

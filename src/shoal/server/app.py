@@ -275,6 +275,7 @@ class Api:
             expected_uid=opts.get("uid", ""),
             expected_revision=opts.get("resourceVersion", ""),
             dry_run=opts.get("dryRun", False),
+            propagation_policy=opts.get("propagationPolicy", ""),
         )
         if obj["metadata"].get("deletionTimestamp") or opts.get("dryRun"):
             return self._object_response(request, target.kind, obj, 200)

@@ -55,6 +55,10 @@ INITIAL_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease"
 # look-alike characters.
 _SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 
+# The finalizers through which the garbage collector carries out a propagation policy.
+ORPHAN_FINALIZER, FOREGROUND_FINALIZER = "orphan", "foregroundDeletion"
+PROPAGATION_FINALIZERS = {"Orphan": ORPHAN_FINALIZER, "Foreground": FOREGROUND_FINALIZER}
+
 # Metadata only the server writes; an update keeps the stored values whatever the body says.
 _SERVER_OWNED = ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds")
 
@@ -248,12 +252,16 @@ class Resources:
         expected_uid: str = "",
         expected_revision: str = "",
         dry_run: bool = False,
+        propagation_policy: str = "",
     ) -> Object:
         """Delete an object, or mark it for deletion while finalizers remain.
 
-        ``propagationPolicy`` is accepted by the HTTP layer; dependents are cleaned up by the
-        garbage collector (a controller), not here.
+        Dependents are the garbage collector's (a controller): with the Background policy
+        (the default) the object goes now and the collector deletes its dependents after;
+        Orphan and Foreground become the ``orphan`` and ``foregroundDeletion`` finalizers,
+        which the collector removes once it has released or deleted the dependents.
         """
+        policy_finalizer = PROPAGATION_FINALIZERS.get(propagation_policy)
         key = kind.key(namespace, name)
         for _attempt in range(16):
             kv = await self._store_call(self.store.get(key))
@@ -273,6 +281,11 @@ class Resources:
                 )
             if dry_run:
                 return obj
+            if policy_finalizer and not meta.get("deletionTimestamp"):
+                finalizers = [
+                    f for f in meta.get("finalizers") or [] if f not in PROPAGATION_FINALIZERS.values()
+                ]
+                meta["finalizers"] = [*finalizers, policy_finalizer]
             try:
                 if meta.get("finalizers"):
                     if not meta.get("deletionTimestamp"):
@@ -582,4 +595,13 @@ def _conflict(kind: Kind, name: str, why: str = "") -> Conflict:
     )
 
 
-__all__ = ["IGNORE", "STRICT", "WARN", "ListOptions", "Resources", "WriteOptions"]
+__all__ = [
+    "FOREGROUND_FINALIZER",
+    "IGNORE",
+    "ORPHAN_FINALIZER",
+    "STRICT",
+    "WARN",
+    "ListOptions",
+    "Resources",
+    "WriteOptions",
+]
