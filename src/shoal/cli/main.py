@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from shoal.api.errors import ApiError, ServiceUnavailable
-from shoal.cli import resources, server
+from shoal.cli import resources, server, token
 from shoal.cli.context import Failed, Interrupted, Settings
 from shoal.cli.output import echo_error
 from shoal.client.kubeconfig import DEFAULT_DATA_DIR, KubeconfigError
@@ -55,6 +55,7 @@ cli.add_command(resources.apply)
 cli.add_command(resources.get)
 cli.add_command(resources.describe)
 cli.add_command(resources.delete)
+cli.add_command(token.token)
 
 
 def explain(err: BaseException) -> tuple[str, int]:
