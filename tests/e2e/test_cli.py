@@ -339,7 +339,7 @@ def test_delete(shoal_server: ShoalServer, tmp_path: Path) -> None:
     path = write(tmp_path / "stack.yaml", STACK.format(ns="doomed", replicas=1))
     ok(shoal_server, "apply", "-f", path)
     assert (
-        ok(shoal_server, "delete", "cm", "web-config", "-n", "doomed", "--cascade", "foreground")
+        ok(shoal_server, "delete", "cm", "web-config", "-n", "doomed", "--cascade", "background")
         == 'configmap "web-config" deleted\n'
     )
     assert (
