@@ -19,6 +19,7 @@ from shoal.client.leaderelection import LeaderElector
 from shoal.controllers._controller import Controller
 from shoal.controllers.deployment import DeploymentController
 from shoal.controllers.garbagecollector import GarbageCollector
+from shoal.controllers.job import JobController
 from shoal.controllers.replicaset import ReplicaSetController
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ def build(client: Client, informers: Informers) -> list[Stage]:
     return [
         Stage(DeploymentController(client, informers), workers=2),
         Stage(ReplicaSetController(client, informers), workers=4),
+        Stage(JobController(client, informers), workers=2),
         Stage(GarbageCollector(client, informers), workers=2),
     ]
 
