@@ -20,6 +20,7 @@ from shoal.controllers._controller import Controller
 from shoal.controllers.deployment import DeploymentController
 from shoal.controllers.garbagecollector import GarbageCollector
 from shoal.controllers.job import JobController
+from shoal.controllers.nodelifecycle import NodeLifecycleController
 from shoal.controllers.replicaset import ReplicaSetController
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ def build(client: Client, informers: Informers) -> list[Stage]:
         Stage(ReplicaSetController(client, informers), workers=4),
         Stage(JobController(client, informers), workers=2),
         Stage(GarbageCollector(client, informers), workers=2),
+        Stage(NodeLifecycleController(client, informers)),
     ]
 
 
