@@ -8,10 +8,12 @@ holds a reference to another. They cooperate only through the objects in the sto
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 from shoal.client._interface import Client
 from shoal.client.informer import Informers
@@ -22,6 +24,7 @@ from shoal.controllers.garbagecollector import GarbageCollector
 from shoal.controllers.job import JobController
 from shoal.controllers.nodelifecycle import NodeLifecycleController
 from shoal.controllers.replicaset import ReplicaSetController
+from shoal.scheduler.loop import SchedulerLoop
 
 log = logging.getLogger(__name__)
 
@@ -30,20 +33,25 @@ LEASE_NAME = "shoal-controllers"
 
 @dataclass(frozen=True)
 class Stage:
-    """One control loop and how many workers it runs."""
+    """One control loop of the leader: a name for logs and task names, and how to run it."""
 
-    controller: Controller
-    workers: int = 1
+    name: str
+    run: Callable[[], Coroutine[Any, Any, None]]
+
+
+def controller(loop: Controller, workers: int = 1) -> Stage:
+    return Stage(loop.name, functools.partial(loop.run, workers))
 
 
 def build(client: Client, informers: Informers) -> list[Stage]:
     """Every controller, in data-flow order. Adding a stage means adding a line here."""
     return [
-        Stage(DeploymentController(client, informers), workers=2),
-        Stage(ReplicaSetController(client, informers), workers=4),
-        Stage(JobController(client, informers), workers=2),
-        Stage(GarbageCollector(client, informers), workers=2),
-        Stage(NodeLifecycleController(client, informers)),
+        controller(DeploymentController(client, informers), workers=2),
+        controller(ReplicaSetController(client, informers), workers=4),
+        controller(JobController(client, informers), workers=2),
+        controller(GarbageCollector(client, informers), workers=2),
+        controller(NodeLifecycleController(client, informers)),
+        Stage("scheduler", SchedulerLoop(client, informers).run),
     ]
 
 
@@ -55,8 +63,8 @@ async def run_stages(client: Client, builder: Callable[[Client, Informers], list
         tasks.create_task(informers.run(), name="informers")
         await informers.wait_synced()
         for stage in stages:
-            tasks.create_task(stage.controller.run(stage.workers), name=stage.controller.name)
-        log.info("control plane running: %s", ", ".join(s.controller.name for s in stages))
+            tasks.create_task(stage.run(), name=stage.name)
+        log.info("control plane running: %s", ", ".join(s.name for s in stages))
 
 
 async def run_as_leader(client: Client, identity: str | None = None) -> None:

@@ -330,6 +330,15 @@ class Resources:
             if obj["metadata"].get("deletionTimestamp"):
                 raise _conflict(kind, name, f"pod {name} is being deleted, cannot be assigned to a host")
             obj.setdefault("spec", {})["nodeName"] = node
+            # The binding also says so in the status, in the same write (as Kubernetes'
+            # binding does): no second write, and no writer can see the pod bound but not
+            # scheduled.
+            status = obj.setdefault("status", {})
+            others = [c for c in status.get("conditions") or [] if c.get("type") != "PodScheduled"]
+            status["conditions"] = [
+                {"type": "PodScheduled", "status": "True", "lastTransitionTime": now_rfc3339()},
+                *others,
+            ]
             try:
                 new_kv = await self.store.update(key, encode(obj), kv.mod_revision)
             except (RevisionMismatch, KeyNotFound):

@@ -24,5 +24,5 @@ def test_every_filter_explains_itself_with_a_named_reason() -> None:
 
 def test_public_names_match_all() -> None:
     public = {name for name in dir(shoal.scheduler) if not name.startswith("_")}
-    modules = {"batch", "chain", "filters", "podinfo", "scores", "snapshot", "swarm"}
+    modules = {"batch", "chain", "events", "filters", "loop", "podinfo", "scores", "snapshot", "swarm"}
     assert public - modules == set(shoal.scheduler.__all__)
