@@ -79,8 +79,11 @@ class WorkQueue:
                 return key
             self._wakeup.clear()
             timeout = self._delayed[0][0] - now if self._delayed else None
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
+            # cancellation that arrives as the wait ends, leaving a worker running on.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._wakeup.wait()
 
     def done(self, key: str) -> None:
         self._processing.discard(key)
