@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from shoal.api.errors import ApiError, ServiceUnavailable
-from shoal.cli import resources, server, token
+from shoal.cli import cluster, resources, server, token
 from shoal.cli.context import Failed, Interrupted, Settings
 from shoal.cli.output import echo_error
 from shoal.client.kubeconfig import DEFAULT_DATA_DIR, KubeconfigError
@@ -50,6 +50,8 @@ def cli(ctx: click.Context, kubeconfig: Path, server: str | None) -> None:
     ctx.obj = Settings(kubeconfig=kubeconfig, server=server)
 
 
+cli.add_command(cluster.init)
+cli.add_command(cluster.join)
 cli.add_command(server.server)
 cli.add_command(resources.apply)
 cli.add_command(resources.get)

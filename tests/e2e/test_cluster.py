@@ -1,0 +1,215 @@
+"""A real cluster on loopback: `shoal init` (manager with a local agent) and two `shoal join`
+agents, each a separate OS process, running real processes as containers."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import SHOAL
+from tests.helpers import LineReader, wait_until
+
+MARKER = f"shoal-e2e-{uuid.uuid4().hex[:12]}"  # in every workload's argv, to find and clean them up
+NODE_GRACE = 10.0  # the node lifecycle controller's default
+
+
+@dataclass
+class Cluster:
+    url: str
+    token: str
+    data_dir: Path
+    manager: subprocess.Popen[str]
+    agents: dict[str, subprocess.Popen[str]] = field(default_factory=dict)
+
+    def get(self, path: str) -> Any:
+        response = httpx.get(f"{self.url}{path}", timeout=10)
+        response.raise_for_status()
+        return response.json()
+
+    def request(self, method: str, path: str, body: Any) -> Any:
+        headers = {"Content-Type": "application/merge-patch+json"} if method == "PATCH" else None
+        response = httpx.request(method, f"{self.url}{path}", json=body, headers=headers, timeout=10)
+        assert response.status_code < 300, response.text
+        return response.json()
+
+    def join(self, name: str) -> None:
+        proc = subprocess.Popen(
+            [
+                SHOAL,
+                "join",
+                self.url,
+                "--token",
+                self.token,
+                "--name",
+                name,
+                "--data-dir",
+                str(self.data_dir / name),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        LineReader(proc.stdout).wait_for(lambda line: "joined the cluster" in line, timeout=30)
+        self.agents[name] = proc
+
+    def ready_nodes(self) -> set[str]:
+        ready = set()
+        for node in self.get("/api/v1/nodes")["items"]:
+            conditions = {c["type"]: c["status"] for c in node.get("status", {}).get("conditions", [])}
+            if conditions.get("Ready") == "True":
+                ready.add(node["metadata"]["name"])
+        return ready
+
+    def pods(self, selector: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = self.get(f"/api/v1/namespaces/default/pods?labelSelector={selector}")[
+            "items"
+        ]
+        return items
+
+    def running(self, selector: str) -> list[dict[str, Any]]:
+        return [
+            p
+            for p in self.pods(selector)
+            if p.get("status", {}).get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")
+        ]
+
+
+def workload_pids() -> list[int]:
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read()
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                state = f.read().rsplit(b")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if MARKER.encode() in cmdline and state not in (b"Z", b"X"):
+            pids.append(int(entry))
+    return pids
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    data_dir = tmp_path_factory.mktemp("cluster")
+    manager = subprocess.Popen(
+        [
+            SHOAL,
+            "init",
+            "--data-dir",
+            str(data_dir / "manager"),
+            "--listen",
+            "127.0.0.1:0",
+            "--name",
+            "node-1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    output = LineReader(manager.stdout)
+    url_line = output.wait_for(lambda line: "manager ready at" in line, timeout=30)
+    token_line = output.wait_for(lambda line: "shoal join" in line, timeout=10)
+    url = re.search(r"(http://[^\s;]+)", url_line)
+    token = re.search(r"--token (\S+)", token_line)
+    assert url and token, (url_line, token_line)
+    found = Cluster(url.group(1), token.group(1), data_dir, manager)
+    try:
+        found.join("node-2")
+        found.join("node-3")
+        wait_until(
+            lambda: found.ready_nodes() == {"node-1", "node-2", "node-3"}, timeout=30, what="3 Ready nodes"
+        )
+        yield found
+    finally:
+        for proc in [*found.agents.values(), manager]:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+        for pid in workload_pids():  # workloads outlive their agents by design
+            os.kill(pid, signal.SIGKILL)
+
+
+def sleeper(name: str, replicas: int) -> dict[str, Any]:
+    labels = {"app": name}
+    command = [sys.executable, "-c", "import time; time.sleep(3600)", MARKER]
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [{"name": "main", "image": "none", "command": command}]},
+            },
+        },
+    }
+
+
+def test_spread_restart_and_node_failure(cluster: Cluster) -> None:
+    cluster.request("POST", "/apis/apps/v1/namespaces/default/deployments", sleeper("web", 6))
+    wait_until(lambda: len(cluster.running("app=web")) == 6, timeout=30, what="6 running pods")
+    per_node: dict[str, int] = {}
+    for pod in cluster.running("app=web"):
+        per_node[pod["spec"]["nodeName"]] = per_node.get(pod["spec"]["nodeName"], 0) + 1
+    assert per_node == {"node-1": 2, "node-2": 2, "node-3": 2}
+    assert len(workload_pids()) == 6
+
+    # A container killed from outside is restarted in place.
+    os.kill(workload_pids()[0], signal.SIGKILL)
+    wait_until(
+        lambda: (
+            any(
+                s["restartCount"] >= 1
+                for p in cluster.running("app=web")
+                for s in p["status"].get("containerStatuses", [])
+            )
+            and len(workload_pids()) == 6
+        ),
+        timeout=30,
+        what="the killed container restarted",
+    )
+
+    # An agent killed: after the grace period its pods run on the other nodes.
+    cluster.agents["node-3"].kill()
+    cluster.agents["node-3"].wait()
+    killed = time.monotonic()
+
+    def moved() -> bool:
+        running = cluster.running("app=web")
+        return len(running) == 6 and all(p["spec"]["nodeName"] != "node-3" for p in running)
+
+    wait_until(moved, timeout=NODE_GRACE + 20, what="node-3's pods replaced on other nodes")
+    replaced_after = time.monotonic() - killed
+    assert replaced_after < NODE_GRACE + 15, f"replacement took {replaced_after:.1f}s"
+
+    # The agent comes back: the node is Ready again, its stale pods are stopped, none is duplicated.
+    cluster.join("node-3")
+    wait_until(lambda: "node-3" in cluster.ready_nodes(), timeout=30, what="node-3 Ready again")
+    wait_until(lambda: len(workload_pids()) == 6, timeout=30, what="node-3's stale processes stopped")
+    assert len(cluster.running("app=web")) == 6
+
+    # Deleting the Deployment cascades to its pods and their processes.
+    cluster.request("DELETE", "/apis/apps/v1/namespaces/default/deployments/web", None)
+    wait_until(
+        lambda: not cluster.pods("app=web") and not workload_pids(), timeout=30, what="everything gone"
+    )
