@@ -19,6 +19,7 @@ from shoal.client._interface import Client
 from shoal.client.informer import Informers
 from shoal.client.leaderelection import LeaderElector
 from shoal.controllers._controller import Controller
+from shoal.controllers.daemonset import DaemonSetController
 from shoal.controllers.deployment import DeploymentController
 from shoal.controllers.garbagecollector import GarbageCollector
 from shoal.controllers.job import JobController
@@ -48,6 +49,7 @@ def build(client: Client, informers: Informers) -> list[Stage]:
     return [
         controller(DeploymentController(client, informers), workers=2),
         controller(ReplicaSetController(client, informers), workers=4),
+        controller(DaemonSetController(client, informers), workers=2),
         controller(JobController(client, informers), workers=2),
         controller(GarbageCollector(client, informers), workers=2),
         controller(NodeLifecycleController(client, informers)),
