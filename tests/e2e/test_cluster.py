@@ -213,3 +213,61 @@ def test_spread_restart_and_node_failure(cluster: Cluster) -> None:
     wait_until(
         lambda: not cluster.pods("app=web") and not workload_pids(), timeout=30, what="everything gone"
     )
+
+
+def test_a_job_of_five_completions_two_at_a_time_completes(cluster: Cluster) -> None:
+    command = [sys.executable, "-c", "import time; time.sleep(0.3)", MARKER]
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "five"},
+        "spec": {
+            "completions": 5,
+            "parallelism": 2,
+            "template": {
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [{"name": "step", "image": "none", "command": command}],
+                }
+            },
+        },
+    }
+    cluster.request("POST", "/apis/batch/v1/namespaces/default/jobs", job)
+
+    def complete() -> dict[str, Any] | None:
+        status = cluster.get("/apis/batch/v1/namespaces/default/jobs/five").get("status", {})
+        assert status.get("active", 0) <= 2, status
+        done = any(c["type"] == "Complete" and c["status"] == "True" for c in status.get("conditions", []))
+        return status if done else None
+
+    status = wait_until(complete, timeout=60, what="the Job to complete")
+    assert status["succeeded"] == 5 and not status.get("failed")
+
+
+def test_a_daemon_set_covers_a_node_that_joins_later(cluster: Cluster) -> None:
+    command = [sys.executable, "-c", "import time; time.sleep(3600)", MARKER]
+    labels = {"app": "agent"}
+    daemon = {
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
+        "metadata": {"name": "agent"},
+        "spec": {
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [{"name": "d", "image": "none", "command": command}]},
+            },
+        },
+    }
+    cluster.request("POST", "/apis/apps/v1/namespaces/default/daemonsets", daemon)
+
+    def nodes_covered() -> set[str]:
+        return {p["spec"]["nodeName"] for p in cluster.running("app=agent")}
+
+    wait_until(lambda: nodes_covered() == cluster.ready_nodes(), timeout=30, what="a daemon pod per node")
+    before = len(cluster.ready_nodes())
+    cluster.join("node-4")
+    wait_until(lambda: "node-4" in nodes_covered(), timeout=30, what="a daemon pod on the new node")
+    assert len(cluster.running("app=agent")) == before + 1
+    cluster.request("DELETE", "/apis/apps/v1/namespaces/default/daemonsets/agent", None)
+    wait_until(lambda: not cluster.pods("app=agent"), timeout=30, what="the daemon pods gone")
