@@ -29,6 +29,13 @@ NAME = click.option(
 LABELS = click.option(
     "--label", "labels", multiple=True, metavar="KEY=VALUE", help="A node label (repeatable)."
 )
+MAX_PODS = click.option(
+    "--max-pods",
+    type=click.IntRange(1, 10_000),
+    default=110,
+    show_default=True,
+    help="The most pods this node runs (its pods capacity).",
+)
 
 
 def parse_labels(labels: tuple[str, ...]) -> dict[str, str]:
@@ -41,10 +48,10 @@ def parse_labels(labels: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
-def _agent_config(name: str, labels: tuple[str, ...]) -> AgentConfig:
+def _agent_config(name: str, labels: tuple[str, ...], max_pods: int) -> AgentConfig:
     from shoal.agent.config import AgentConfig  # the agent stack loads only for these commands
 
-    return AgentConfig(node_name=name, labels=parse_labels(labels))
+    return AgentConfig(node_name=name, labels=parse_labels(labels), max_pods=max_pods)
 
 
 @click.command()
@@ -65,16 +72,23 @@ def _agent_config(name: str, labels: tuple[str, ...]) -> AgentConfig:
 )
 @NAME
 @LABELS
+@MAX_PODS
 @click.option("--no-agent", is_flag=True, help="Manage only: run no workloads on this machine.")
 def init(
-    data_dir: Path, listen: str, store_url: str, name: str, labels: tuple[str, ...], no_agent: bool
+    data_dir: Path,
+    listen: str,
+    store_url: str,
+    name: str,
+    labels: tuple[str, ...],
+    max_pods: int,
+    no_agent: bool,
 ) -> None:
     """Start a cluster: a manager, and an agent so that this machine runs workloads."""
     from shoal.manager.run import run_manager
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     data_dir = data_dir.expanduser().absolute()
-    agent = None if no_agent else _agent_config(name, labels)
+    agent = None if no_agent else _agent_config(name, labels, max_pods)
 
     def on_ready(url: str, token: str) -> None:
         click.echo(f"shoal manager ready at {url}; kubeconfig: {data_dir / 'kubeconfig'}")
@@ -89,13 +103,16 @@ def init(
 @click.option("--token", required=True, help="The worker join token (`shoal token show` on a manager).")
 @NAME
 @LABELS
+@MAX_PODS
 @DATA_DIR
-def join(manager_url: str, token: str, name: str, labels: tuple[str, ...], data_dir: Path) -> None:
+def join(
+    manager_url: str, token: str, name: str, labels: tuple[str, ...], max_pods: int, data_dir: Path
+) -> None:
     """Join this machine to a cluster as a worker, and run its agent in the foreground."""
     from shoal.agent.run import check_join, run_agent
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    config = _agent_config(name, labels)
+    config = _agent_config(name, labels, max_pods)
     state_dir = data_dir.expanduser().absolute() / f"agent-{config.node_name}"
 
     async def body() -> None:
