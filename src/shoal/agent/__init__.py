@@ -9,7 +9,7 @@ Layout (README.md draws the flow):
 - ``node``: registration (capacity, addresses, nodeInfo, labels, Ready) and the Lease heartbeat.
 - ``podsync``: the level-triggered loop from Pods to containers; ``env`` builds a container's
   environment, ``restart`` decides restarts and back-off, ``status`` turns runtime states into
-  pod status, ``probes`` is the seam for the prober to come.
+  pod status, ``probes``/``prober`` run liveness, readiness and startup probes.
 - ``runtimes/``: the one seam between the agent and whatever runs containers. The ``Runtime``
   protocol is narrow (create, start, stop, remove, status, wait, list, logs, exec, stats) so that
   the pod-sync loop can be tested against a small fake; ``exec`` runs containers as plain OS

@@ -28,7 +28,8 @@ class Agent:
     runtime: runs the containers; the agent closes it when it stops (containers keep
         running, to be adopted by the next agent on the same state).
     config: node name, addresses, intervals.
-    probes: readiness/liveness/startup verdicts (none yet: every running container is ready).
+    probes: readiness/liveness/startup verdicts; by default pod sync's own ``Prober``, which
+        runs the pods' probes (``probes.NoProbes``: every running container is ready).
     """
 
     def __init__(

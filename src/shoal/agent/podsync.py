@@ -12,7 +12,9 @@ latest attempt, and a new agent rebuilds its index from ``runtime.list()`` (adop
 running container is watched again, never started twice; one whose pod is gone is stopped
 and removed). Only the crash-loop back-off is kept in memory.
 
-Probes come later; ``probes.Probes`` is the seam sync already consults.
+Probes (``prober.Prober`` by default) run in tasks of their own, started by ``track`` when
+sync sees an attempt running and stopped by ``forget`` when it exits or is removed; a verdict
+that changes enqueues the pod's key, and sync reads the verdicts (``probes.Probes``).
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from typing import Any
 from shoal.agent.config import AgentConfig
 from shoal.agent.env import ConfigError, EnvResolver
 from shoal.agent.node import now_rfc3339
-from shoal.agent.probes import NoProbes, Probes
+from shoal.agent.prober import Prober
+from shoal.agent.probes import Probes
 from shoal.agent.restart import REASON_CRASH_LOOP, Backoff, should_restart
 from shoal.agent.runtimes import (
     ContainerExists,
@@ -92,9 +95,12 @@ class PodSync:
         self.client = client
         self.runtime = runtime
         self.config = config
-        self.probes: Probes = probes or NoProbes()
         self.informer = Informer(client, POD, field_selector=f"spec.nodeName={config.node_name}")
         self.queue = WorkQueue()
+        # Probes connect to the pod IP; in host networking (no pod_ip of its own) to loopback.
+        self.probes: Probes = probes or Prober(
+            runtime, self.queue.add, default_host=config.pod_ip or "127.0.0.1"
+        )
         self.env = EnvResolver(client, config.effective_pod_ip)
         self.backoff = Backoff(config.backoff_initial, config.backoff_max)
         self.ready = asyncio.Event()  # set once adopted containers and the pod list are in hand
@@ -107,6 +113,7 @@ class PodSync:
         """Adopt, list and watch the node's pods, and sync them until cancelled."""
         async with asyncio.TaskGroup() as tasks:
             self._tasks = tasks
+            tasks.create_task(self.probes.run(), name="prober")
             await self._adopt()
             self.informer.add_handler(self._on_event)
             tasks.create_task(self.informer.run(), name="pod informer")
@@ -233,6 +240,7 @@ class PodSync:
         previous = await self._status(previous_id) if previous_id is not None else None
         ready = False
         if current is not None and current.state is ContainerState.RUNNING:
+            self.probes.track(pod, container, current)  # starts this attempt's probes once
             ready = self.probes.started(pod, name, current.id) and self.probes.ready(pod, name, current.id)
         view = ContainerView(
             name=name,
@@ -355,6 +363,7 @@ class PodSync:
             log.debug("no longer waiting for %s: %s", cid, err)
         finally:
             self._waiters.pop(cid, None)
+            self.probes.forget(cid)
 
     async def _stop_all(self, record: _PodContainers) -> None:
         """Stop every running container of the pod at once, each with the pod's grace period."""
@@ -386,6 +395,7 @@ class PodSync:
     async def _remove(self, cid: str) -> None:
         if (waiter := self._waiters.pop(cid, None)) is not None:
             waiter.cancel()
+        self.probes.forget(cid)
         self._exited_at.pop(cid, None)
         with contextlib.suppress(ContainerNotFound):
             await self.runtime.remove(cid)
