@@ -38,6 +38,9 @@ MAX_PODS = click.option(
 )
 
 
+MANAGER_ROLE_LABEL = "node-role.kubernetes.io/manager"
+
+
 def parse_labels(labels: tuple[str, ...]) -> dict[str, str]:
     out: dict[str, str] = {}
     for label in labels:
@@ -88,7 +91,9 @@ def init(
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     data_dir = data_dir.expanduser().absolute()
-    agent = None if no_agent else _agent_config(name, labels, max_pods)
+    # The manager's own node says so: Swarm constraints (node.role==manager|worker) and
+    # `shoal node ls` read this label.
+    agent = None if no_agent else _agent_config(name, (f"{MANAGER_ROLE_LABEL}=", *labels), max_pods)
 
     def on_ready(url: str, token: str) -> None:
         click.echo(f"shoal manager ready at {url}; kubeconfig: {data_dir / 'kubeconfig'}")

@@ -1,0 +1,146 @@
+"""Docker Swarm's node commands: ``shoal node ls|inspect|update``.
+
+Availability is the ``shoal.io/availability`` annotation the scheduler reads: ``pause``
+stops new placements, ``drain`` also moves the node's controlled pods away (they are
+deleted, and their controllers recreate them on the nodes the scheduler still accepts).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from shoal.api import Object
+from shoal.api.errors import NotFound
+from shoal.api.kinds import LEASE, NODE, POD
+from shoal.cli import output, swarm_spec
+from shoal.cli.context import Settings, pass_settings, run
+from shoal.cli.service import table
+from shoal.client._interface import Client
+
+LEADER_LEASE = ("kube-system", "shoal-controllers")
+
+
+@click.group()
+def node() -> None:
+    """Manage the cluster's nodes."""
+
+
+async def _leader_holder(client: Client) -> str:
+    namespace, name = LEADER_LEASE
+    try:
+        lease = await client.get(LEASE, name, namespace)
+    except NotFound:
+        return ""
+    return str((lease.get("spec") or {}).get("holderIdentity") or "")
+
+
+@node.command("ls")
+@pass_settings
+def ls(settings: Settings) -> None:
+    """List nodes: NAME STATUS AVAILABILITY MANAGER STATUS."""
+    run(_ls(settings))
+
+
+async def _ls(settings: Settings) -> None:
+    async with settings.client() as client:
+        nodes = (await client.list(NODE)).get("items") or []
+        holder = await _leader_holder(client)
+    managers = sum(1 for n in nodes if swarm_spec.is_manager(n))
+    rows = [
+        [
+            str(n["metadata"]["name"]),
+            swarm_spec.node_status(n),
+            swarm_spec.availability(n).capitalize(),
+            swarm_spec.manager_status(n, managers, holder),
+        ]
+        for n in sorted(nodes, key=lambda n: str(n["metadata"]["name"]))
+    ]
+    output.echo(table(["NAME", "STATUS", "AVAILABILITY", "MANAGER STATUS"], rows))
+
+
+@node.command()
+@click.argument("names", nargs=-1, required=True, metavar="NAME...")
+@click.option("-o", "--output", "fmt", type=click.Choice(["json", "yaml"]), default="json", show_default=True)
+@pass_settings
+def inspect(settings: Settings, names: tuple[str, ...], fmt: str) -> None:
+    """The Node objects, as JSON or YAML."""
+    run(_inspect(settings, names, fmt))
+
+
+async def _inspect(settings: Settings, names: tuple[str, ...], fmt: str) -> None:
+    async with settings.client() as client:
+        docs = [output.document(NODE, await client.get(NODE, name)) for name in names]
+    output.echo(output.render_documents(docs, fmt, single=True))
+
+
+@node.command()
+@click.argument("name")
+@click.option("--availability", type=click.Choice(swarm_spec.AVAILABILITIES), help="active, pause or drain.")
+@click.option("--label-add", multiple=True, metavar="K=V", help="Add or change a node label.")
+@click.option("--label-rm", multiple=True, metavar="K", help="Remove a node label.")
+@pass_settings
+def update(
+    settings: Settings,
+    name: str,
+    availability: str | None,
+    label_add: tuple[str, ...],
+    label_rm: tuple[str, ...],
+) -> None:
+    """Change a node's availability or labels; drain moves its pods to other nodes."""
+    added = swarm_spec.key_values(list(label_add), "--label-add")
+    for key in label_rm:
+        if not key or "=" in key:
+            raise click.UsageError(f"--label-rm {key!r}: expected a label KEY")
+        if key in added:
+            raise click.UsageError(f"label {key!r} is both added and removed")
+    if availability is None and not added and not label_rm:
+        raise click.UsageError("nothing to change: give --availability, --label-add or --label-rm")
+    run(_update(settings, name, availability, added, list(label_rm)))
+
+
+async def _update(
+    settings: Settings, name: str, availability: str | None, added: dict[str, str], removed: list[str]
+) -> None:
+    async with settings.client() as client:
+        current = await client.get(NODE, name)
+        labels = (current.get("metadata") or {}).get("labels") or {}
+        missing = [key for key in removed if key not in labels]
+        if missing:
+            raise click.ClickException(f"key {missing[0]!r} doesn't exist in node {name}'s labels")
+        meta: dict[str, Any] = {}
+        if added or removed:
+            meta["labels"] = {**added, **dict.fromkeys(removed)}
+        if availability is not None:
+            meta["annotations"] = {swarm_spec.AVAILABILITY_ANNOTATION: availability}
+        await client.patch(NODE, name, {"metadata": meta})
+        output.echo(name)
+        if availability == "drain":
+            moved = await _drain(client, name)
+            output.echo(f"{name}: drained, {moved} pod{'s' if moved != 1 else ''} moved")
+
+
+async def _drain(client: Client, name: str) -> int:
+    """Delete the node's pods that a controller will recreate elsewhere; how many."""
+    pods = (await client.list(POD, None, field_selector=f"spec.nodeName={name}")).get("items") or []
+    moved = 0
+    for pod in pods:
+        if not _movable(pod):
+            continue
+        meta = pod["metadata"]
+        try:
+            await client.delete(POD, meta["name"], meta.get("namespace"))
+        except NotFound:
+            continue  # gone already
+        moved += 1
+    return moved
+
+
+def _movable(pod: Object) -> bool:
+    meta = pod.get("metadata") or {}
+    if meta.get("deletionTimestamp"):
+        return False
+    if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+        return False
+    return any(ref.get("controller") for ref in meta.get("ownerReferences") or [])
