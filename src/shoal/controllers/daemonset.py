@@ -45,22 +45,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shoal.api import REGISTRY, Object
-from shoal.api.errors import AlreadyExists, ApiError, NotFound
+from shoal.api.errors import AlreadyExists, NotFound
 from shoal.api.kinds.columns import parse_time
 from shoal.api.kinds.workload import int_or_percent_value
-from shoal.api.selectors import LabelSelector
 from shoal.client import MERGE_PATCH, Client
 from shoal.client.informer import Informers, object_key
-from shoal.controllers._controller import Controller
-from shoal.controllers._expectations import Expectations
 from shoal.controllers._owners import (
-    controller_of,
     is_active,
-    is_controlled_by,
     is_ready,
-    owner_reference,
     pod_from_template,
 )
+from shoal.controllers._podowner import PodOwner
 from shoal.controllers.deployment_util import template_hash
 from shoal.scheduler.filters import (
     Filter,
@@ -114,69 +109,29 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-class DaemonSetController(Controller):
+class DaemonSetController(PodOwner):
     name = "daemonset"
 
     def __init__(self, client: Client, informers: Informers, *, clock: Callable[[], datetime] = _now) -> None:
-        super().__init__()
         assert DAEMON_SET is not None and POD is not None and NODE is not None
-        self.client = client
+        super().__init__(client, informers, DAEMON_SET)
         self.clock = clock  # a seam for tests: minReadySeconds
-        self.sets = informers.of(DAEMON_SET)
-        self.pods = informers.of(POD)
         self.nodes = informers.of(NODE)
-        self.expectations = Expectations()
-        self.sets.add_handler(self._on_set)
-        self.pods.add_handler(self._on_pod)
         self.nodes.add_handler(self._on_node)
 
     # -- events: only enqueue keys ----------------------------------------------------------
-
-    def _on_set(self, old: Object | None, new: Object | None) -> None:
-        obj = new or old
-        assert obj is not None
-        if new is None:
-            self.expectations.forget(object_key(obj))
-        self.queue.add(object_key(obj))
-
-    def _on_pod(self, old: Object | None, new: Object | None) -> None:
-        pod = new or old
-        assert pod is not None
-        ref = controller_of(pod)
-        if ref is None:
-            if new is not None:  # an orphan: any DaemonSet whose selector matches may adopt it
-                for key in self._matching_sets(new):
-                    self.queue.add(key)
-            return
-        if ref.get("kind") != "DaemonSet":
-            return
-        key = f"{pod['metadata'].get('namespace')}/{ref.get('name')}"
-        if old is None:
-            self.expectations.observed_add(key)
-        elif new is None:
-            self.expectations.observed_delete(key)
-        self.queue.add(key)
 
     def _on_node(self, old: Object | None, new: Object | None) -> None:
         # A heartbeat or a status write that changes nothing a filter reads wakes nobody.
         if old is not None and new is not None and _placement_view(old) == _placement_view(new):
             return
-        for ds in self.sets.list():
+        for ds in self.owners.list():
             self.queue.add(object_key(ds))
-
-    def _matching_sets(self, pod: Object) -> list[str]:
-        namespace = pod["metadata"].get("namespace")
-        return [
-            object_key(ds)
-            for ds in self.sets.list()
-            if ds["metadata"].get("namespace") == namespace
-            and LabelSelector.from_object(ds["spec"].get("selector")).matches(pod["metadata"].get("labels"))
-        ]
 
     # -- reconcile ------------------------------------------------------------------------------
 
     async def reconcile(self, key: str) -> None:
-        ds = self.sets.get(key)
+        ds = self.owners.get(key)
         if ds is None or ds["metadata"].get("deletionTimestamp"):
             return  # the garbage collector removes a deleted DaemonSet's pods
         now = self.clock()
@@ -186,7 +141,7 @@ class DaemonSetController(Controller):
 
         by_node: dict[str, list[Object]] = {}
         to_delete: list[Object] = []
-        for pod in await self._claim_pods(ds):
+        for pod in await self.claim_pods(ds):
             if pod["metadata"].get("deletionTimestamp"):
                 continue  # on its way out already
             node = target_node(pod)
@@ -235,39 +190,6 @@ class DaemonSetController(Controller):
             await self._create(key, ds, revision, to_create)
         await self._write_status(ds, status)
         self._recheck_when_available(key, ds, kept, now)
-
-    async def _claim_pods(self, ds: Object) -> list[Object]:
-        """The DaemonSet's pods: those it controls, plus matching orphans it adopts."""
-        assert DAEMON_SET is not None and POD is not None
-        namespace = ds["metadata"].get("namespace")
-        selector = LabelSelector.from_object(ds["spec"].get("selector"))
-        owned: list[Object] = []
-        for pod in self.pods.list():
-            if pod["metadata"].get("namespace") != namespace:
-                continue
-            if is_controlled_by(pod, ds):
-                owned.append(pod)
-            elif (
-                controller_of(pod) is None
-                and is_active(pod)
-                and selector.matches(pod["metadata"].get("labels"))
-            ):
-                refs = [*(pod["metadata"].get("ownerReferences") or []), owner_reference(DAEMON_SET, ds)]
-                patch = {
-                    "metadata": {
-                        "ownerReferences": refs,
-                        "resourceVersion": pod["metadata"]["resourceVersion"],
-                    }
-                }
-                try:
-                    owned.append(
-                        await self.client.patch(
-                            POD, pod["metadata"]["name"], patch, namespace, patch_type=MERGE_PATCH
-                        )
-                    )
-                except ApiError as err:  # gone, or changed meanwhile: the next event retries
-                    log.info("%s: could not adopt pod %s: %s", self.name, pod["metadata"]["name"], err)
-        return owned
 
     def _rolling_victims(
         self, ds: Object, revision: str, should_run: list[str], kept: dict[str, Object], now: datetime

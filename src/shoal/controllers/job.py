@@ -32,9 +32,8 @@ from shoal.api.errors import AlreadyExists, NotFound
 from shoal.api.kinds.columns import parse_time
 from shoal.client import MERGE_PATCH, Client
 from shoal.client.informer import Informers, object_key
-from shoal.controllers._controller import Controller
-from shoal.controllers._expectations import Expectations
-from shoal.controllers._owners import controller_of, is_active, is_controlled_by, is_ready, pod_from_template
+from shoal.controllers._owners import is_active, is_controlled_by, is_ready, pod_from_template
+from shoal.controllers._podowner import PodOwner
 from shoal.controllers.replicaset import pick_victims
 
 __all__ = ["JobController"]
@@ -58,46 +57,20 @@ def _format(when: datetime) -> str:
     return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-class JobController(Controller):
+class JobController(PodOwner):
+    adopts_orphans = False  # a Job selects by its own uid: no orphan matches
+
     name = "job"
 
     def __init__(self, client: Client, informers: Informers, *, clock: Callable[[], datetime] = _now) -> None:
-        super().__init__()
         assert JOB is not None and POD is not None
-        self.client = client
+        super().__init__(client, informers, JOB)
         self.clock = clock  # a seam for tests: startTime, completionTime, deadlines
-        self.jobs = informers.of(JOB)
-        self.pods = informers.of(POD)
-        self.expectations = Expectations()
-        self.jobs.add_handler(self._on_job)
-        self.pods.add_handler(self._on_pod)
-
-    # -- events: only enqueue keys ----------------------------------------------------------
-
-    def _on_job(self, old: Object | None, new: Object | None) -> None:
-        obj = new or old
-        assert obj is not None
-        if new is None:
-            self.expectations.forget(object_key(obj))
-        self.queue.add(object_key(obj))
-
-    def _on_pod(self, old: Object | None, new: Object | None) -> None:
-        pod = new or old
-        assert pod is not None
-        ref = controller_of(pod)
-        if ref is None or ref.get("kind") != "Job":
-            return
-        key = f"{pod['metadata'].get('namespace')}/{ref.get('name')}"
-        if old is None:
-            self.expectations.observed_add(key)
-        elif new is None:
-            self.expectations.observed_delete(key)
-        self.queue.add(key)
 
     # -- reconcile ------------------------------------------------------------------------------
 
     async def reconcile(self, key: str) -> None:
-        job = self.jobs.get(key)
+        job = self.owners.get(key)
         if job is None or job["metadata"].get("deletionTimestamp") or is_finished(job):
             return  # the garbage collector removes a deleted Job's pods; a finished Job is history
         job = copy.deepcopy(job)  # the cache's copy is shared: never change it in place
@@ -203,7 +176,7 @@ class JobController(Controller):
 
     async def _write_status(self, job: Object, status: dict[str, Any]) -> None:
         assert JOB is not None
-        current = (self.jobs.get(object_key(job)) or {}).get("status") or {}
+        current = (self.owners.get(object_key(job)) or {}).get("status") or {}
         if all(current.get(k) == v for k, v in status.items()):
             return  # a no-op reconcile writes nothing, so it wakes nobody (no event loop)
         await self.client.patch(

@@ -14,20 +14,15 @@ import logging
 from typing import Any
 
 from shoal.api import REGISTRY, Object
-from shoal.api.errors import AlreadyExists, ApiError, NotFound
-from shoal.api.selectors import LabelSelector
+from shoal.api.errors import AlreadyExists, NotFound
 from shoal.client import MERGE_PATCH, Client
-from shoal.client.informer import Informers, object_key
-from shoal.controllers._controller import Controller
-from shoal.controllers._expectations import Expectations
+from shoal.client.informer import Informers
 from shoal.controllers._owners import (
-    controller_of,
     is_active,
-    is_controlled_by,
     is_ready,
-    owner_reference,
     pod_from_template,
 )
+from shoal.controllers._podowner import PodOwner
 
 log = logging.getLogger(__name__)
 
@@ -36,62 +31,20 @@ POD = REGISTRY.by_resource("", "v1", "pods")
 BURST = 500  # the most pods one reconcile creates or deletes
 
 
-class ReplicaSetController(Controller):
+class ReplicaSetController(PodOwner):
     name = "replicaset"
 
     def __init__(self, client: Client, informers: Informers) -> None:
-        super().__init__()
         assert REPLICA_SET is not None and POD is not None
-        self.client = client
-        self.sets = informers.of(REPLICA_SET)
-        self.pods = informers.of(POD)
-        self.expectations = Expectations()
-        self.sets.add_handler(self._on_set)
-        self.pods.add_handler(self._on_pod)
-
-    # -- events: only enqueue keys ----------------------------------------------------------
-
-    def _on_set(self, old: Object | None, new: Object | None) -> None:
-        obj = new or old
-        assert obj is not None
-        if new is None:
-            self.expectations.forget(object_key(obj))
-        self.queue.add(object_key(obj))
-
-    def _on_pod(self, old: Object | None, new: Object | None) -> None:
-        pod = new or old
-        assert pod is not None
-        ref = controller_of(pod)
-        if ref is None:
-            if new is not None:  # an orphan: any ReplicaSet whose selector matches may adopt it
-                for key in self._matching_sets(new):
-                    self.queue.add(key)
-            return
-        if ref.get("kind") != "ReplicaSet":
-            return
-        key = f"{pod['metadata'].get('namespace')}/{ref.get('name')}"
-        if old is None:
-            self.expectations.observed_add(key)
-        elif new is None:
-            self.expectations.observed_delete(key)
-        self.queue.add(key)
-
-    def _matching_sets(self, pod: Object) -> list[str]:
-        namespace = pod["metadata"].get("namespace")
-        return [
-            object_key(rs)
-            for rs in self.sets.list()
-            if rs["metadata"].get("namespace") == namespace
-            and LabelSelector.from_object(rs["spec"].get("selector")).matches(pod["metadata"].get("labels"))
-        ]
+        super().__init__(client, informers, REPLICA_SET)
 
     # -- reconcile ------------------------------------------------------------------------------
 
     async def reconcile(self, key: str) -> None:
-        rs = self.sets.get(key)
+        rs = self.owners.get(key)
         if rs is None or rs["metadata"].get("deletionTimestamp"):
             return
-        pods = await self._claim_pods(rs)
+        pods = await self.claim_pods(rs)
         active = [p for p in pods if is_active(p)]
         if self.expectations.satisfied(key):
             wanted = int(rs["spec"].get("replicas", 1))
@@ -100,39 +53,6 @@ class ReplicaSetController(Controller):
             elif len(active) > wanted:
                 await self._delete(key, pick_victims(active, len(active) - wanted))
         await self._write_status(rs, active)
-
-    async def _claim_pods(self, rs: Object) -> list[Object]:
-        """The ReplicaSet's pods: those it controls, plus matching orphans it adopts."""
-        assert REPLICA_SET is not None and POD is not None
-        namespace = rs["metadata"].get("namespace")
-        selector = LabelSelector.from_object(rs["spec"].get("selector"))
-        owned: list[Object] = []
-        for pod in self.pods.list():
-            if pod["metadata"].get("namespace") != namespace:
-                continue
-            if is_controlled_by(pod, rs):
-                owned.append(pod)
-            elif (
-                controller_of(pod) is None
-                and is_active(pod)
-                and selector.matches(pod["metadata"].get("labels"))
-            ):
-                refs = [*(pod["metadata"].get("ownerReferences") or []), owner_reference(REPLICA_SET, rs)]
-                patch = {
-                    "metadata": {
-                        "ownerReferences": refs,
-                        "resourceVersion": pod["metadata"]["resourceVersion"],
-                    }
-                }
-                try:
-                    owned.append(
-                        await self.client.patch(
-                            POD, pod["metadata"]["name"], patch, namespace, patch_type=MERGE_PATCH
-                        )
-                    )
-                except ApiError as err:  # gone, or changed meanwhile: the next event retries
-                    log.info("%s: could not adopt pod %s: %s", self.name, pod["metadata"]["name"], err)
-        return owned
 
     async def _create(self, key: str, rs: Object, missing: int) -> None:
         assert REPLICA_SET is not None and POD is not None
