@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -103,20 +104,18 @@ def workload_pids() -> list[int]:
     return pids
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    data_dir = tmp_path_factory.mktemp("cluster")
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def start_manager(data_dir: Path, listen: str) -> tuple[subprocess.Popen[str], str, str]:
+    """`shoal init` on ``listen`` (a fixed address: joined agents must find it again after a
+    restart); returns the process, its URL and the join token."""
     manager = subprocess.Popen(
-        [
-            SHOAL,
-            "init",
-            "--data-dir",
-            str(data_dir / "manager"),
-            "--listen",
-            "127.0.0.1:0",
-            "--name",
-            "node-1",
-        ],
+        [SHOAL, "init", "--data-dir", str(data_dir / "manager"), "--listen", listen, "--name", "node-1"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -127,7 +126,14 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     url = re.search(r"(http://[^\s;]+)", url_line)
     token = re.search(r"--token (\S+)", token_line)
     assert url and token, (url_line, token_line)
-    found = Cluster(url.group(1), token.group(1), data_dir, manager)
+    return manager, url.group(1), token.group(1)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    data_dir = tmp_path_factory.mktemp("cluster")
+    manager, url, token = start_manager(data_dir, f"127.0.0.1:{free_port()}")
+    found = Cluster(url, token, data_dir, manager)
     try:
         found.join("node-2")
         found.join("node-3")
@@ -136,7 +142,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         )
         yield found
     finally:
-        for proc in [*found.agents.values(), manager]:
+        for proc in [*found.agents.values(), found.manager]:
             if proc.poll() is None:
                 proc.terminate()
                 try:
@@ -271,3 +277,26 @@ def test_a_daemon_set_covers_a_node_that_joins_later(cluster: Cluster) -> None:
     assert len(cluster.running("app=agent")) == before + 1
     cluster.request("DELETE", "/apis/apps/v1/namespaces/default/daemonsets/agent", None)
     wait_until(lambda: not cluster.pods("app=agent"), timeout=30, what="the daemon pods gone")
+
+
+def test_a_manager_killed_and_restarted_loses_nothing_and_duplicates_nothing(cluster: Cluster) -> None:
+    cluster.request("POST", "/apis/apps/v1/namespaces/default/deployments", sleeper("steady", 6))
+    wait_until(lambda: len(cluster.running("app=steady")) == 6, timeout=30, what="6 running pods")
+    before = {p["metadata"]["name"] for p in cluster.running("app=steady")}
+    processes = len(workload_pids())
+
+    cluster.manager.kill()  # kill -9: the API, the control plane and node-1's agent all at once
+    cluster.manager.wait()
+    cluster.manager, url, _token = start_manager(cluster.data_dir, cluster.url.removeprefix("http://"))
+    assert url == cluster.url
+
+    wait_until(lambda: len(cluster.ready_nodes()) >= 3, timeout=30, what="the nodes Ready again")
+    deployment = cluster.get("/apis/apps/v1/namespaces/default/deployments/steady")
+    assert deployment["spec"]["replicas"] == 6
+    wait_until(lambda: len(cluster.running("app=steady")) == 6, timeout=30, what="6 running pods again")
+    assert {p["metadata"]["name"] for p in cluster.running("app=steady")} == before  # the same pods
+    assert len(cluster.pods("app=steady")) == 6  # and no others
+    assert len(workload_pids()) == processes  # node-1's new agent adopted its processes
+
+    cluster.request("DELETE", "/apis/apps/v1/namespaces/default/deployments/steady", None)
+    wait_until(lambda: not cluster.pods("app=steady"), timeout=30, what="the pods gone")
