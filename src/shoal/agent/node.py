@@ -113,6 +113,7 @@ class NodeRegistration:
         self.runtime_name = runtime_name
         self.registered = asyncio.Event()  # set once the Node exists with this agent's status
         self._lease: Object | None = None  # the last Lease written, to renew without a read
+        self.kubelet_port = 0  # the agent's log endpoint (``logserver``); 0: none
 
     def labels(self) -> dict[str, str]:
         return {
@@ -125,13 +126,16 @@ class NodeRegistration:
         addresses = [{"type": "InternalIP", "address": self.config.internal_ip}]
         addresses.append({"type": "Hostname", "address": socket.gethostname()})
         cap = capacity(self.config.max_pods)
-        return {
+        status: dict[str, Any] = {
             "capacity": cap,
             "allocatable": dict(cap),
             "addresses": addresses,
             "nodeInfo": node_info(self.runtime_name),
             "conditions": [ready_condition(now_rfc3339(), transition)],
         }
+        if self.kubelet_port:
+            status["daemonEndpoints"] = {"kubeletEndpoint": {"Port": self.kubelet_port}}
+        return status
 
     async def run(self) -> None:
         """Register (retrying until it works), then heartbeat until cancelled."""

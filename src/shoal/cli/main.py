@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from shoal.api.errors import ApiError, ServiceUnavailable
-from shoal.cli import cluster, node, resources, server, service, token
+from shoal.cli import cluster, logs, node, resources, server, service, token
 from shoal.cli.context import Failed, Interrupted, Settings
 from shoal.cli.output import echo_error
 from shoal.client.kubeconfig import DEFAULT_DATA_DIR, KubeconfigError
@@ -57,6 +57,7 @@ cli.add_command(resources.apply)
 cli.add_command(resources.get)
 cli.add_command(resources.describe)
 cli.add_command(resources.delete)
+cli.add_command(logs.logs)
 cli.add_command(token.token)
 cli.add_command(service.service)
 cli.add_command(service.ps)

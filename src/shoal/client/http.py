@@ -143,6 +143,21 @@ class HttpClient:
         except httpx.HTTPError as err:
             raise ServiceUnavailable(f"cannot reach the API server at {self.server}: {err}") from None
 
+    async def stream(self, path: str, params: dict[str, str] | None = None) -> AsyncIterator[bytes]:
+        """The body of a GET as it arrives (a pod's log), with no read timeout; an error
+        status raises as ``_request`` does."""
+        try:
+            async with self._http.stream(
+                "GET", path, params=params, headers={"Accept": "*/*"}, timeout=httpx.Timeout(30.0, read=None)
+            ) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    _result(response)
+                async for chunk in response.aiter_raw():
+                    yield chunk
+        except httpx.HTTPError as err:
+            raise ServiceUnavailable(f"cannot reach the API server at {self.server}: {err}") from None
+
     async def close(self) -> None:
         await self._http.aclose()
 

@@ -36,7 +36,7 @@ from shoal.api.errors import (
 from shoal.api.validation import dns1123_subdomain
 from shoal.client.local import LocalClient
 from shoal.security import tokens as join_tokens
-from shoal.server import discovery, openapi, scale
+from shoal.server import discovery, logs, openapi, scale
 from shoal.server.resources import (
     IGNORE,
     STRICT,
@@ -215,6 +215,10 @@ class Api:
             raise NotFound(
                 f"{target.kind.resource} is namespaced: its objects live under /namespaces/NAMESPACE/"
             )
+        if target.subresource == "log":
+            if method != "GET":
+                raise MethodNotAllowed(f"{method} is not supported on the log subresource")
+            return await logs.pod_log(self.resources, request, target.namespace or "", target.name)
         if method == "GET":
             check_accept(request)
             if target.legacy_watch or query.get("watch") in ("1", "true", "True"):

@@ -93,6 +93,16 @@ def resource_list(registry: Registry, group_name: str, version: str) -> dict[str
                     "verbs": ["create"],
                 }
             )
+        if (k.group, k.plural) == ("", "pods"):
+            resources.append(
+                {
+                    "name": "pods/log",
+                    "singularName": "",
+                    "namespaced": True,
+                    "kind": "Pod",
+                    "verbs": ["get"],
+                }
+            )
         if k.scale is not None:
             resources.append(
                 {
