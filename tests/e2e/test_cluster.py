@@ -214,6 +214,16 @@ def test_spread_restart_and_node_failure(cluster: Cluster) -> None:
     wait_until(lambda: len(workload_pids()) == 6, timeout=30, what="node-3's stale processes stopped")
     assert len(cluster.running("app=web")) == 6
 
+    # Scale up across the cluster, then down to nothing: every process follows.
+    cluster.request("PATCH", "/apis/apps/v1/namespaces/default/deployments/web", {"spec": {"replicas": 12}})
+    wait_until(
+        lambda: len(cluster.running("app=web")) == 12 and len(workload_pids()) == 12,
+        timeout=30,
+        what="12 running pods",
+    )
+    cluster.request("PATCH", "/apis/apps/v1/namespaces/default/deployments/web", {"spec": {"replicas": 0}})
+    wait_until(lambda: not cluster.pods("app=web") and not workload_pids(), timeout=30, what="scaled to 0")
+
     # Deleting the Deployment cascades to its pods and their processes.
     cluster.request("DELETE", "/apis/apps/v1/namespaces/default/deployments/web", None)
     wait_until(
