@@ -32,6 +32,7 @@ class AgentConfig:
     backoff_initial, backoff_max: restart back-off of crashing containers.
     workers: pods synced at once (one pod is never synced by two workers).
     max_pods: the ``pods`` capacity.
+    event_refresh: seconds between two writes of one Event's count (a crash loop's repeats).
     """
 
     node_name: str = field(default_factory=socket.gethostname)
@@ -46,6 +47,7 @@ class AgentConfig:
     backoff_max: float = 300.0
     workers: int = 4
     max_pods: int = 110
+    event_refresh: float = 10.0
 
     @property
     def effective_pod_ip(self) -> str:

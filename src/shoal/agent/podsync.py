@@ -15,6 +15,11 @@ and removed). Only the crash-loop back-off is kept in memory.
 Probes (``prober.Prober`` by default) run in tasks of their own, started by ``track`` when
 sync sees an attempt running and stopped by ``forget`` when it exits or is removed; a verdict
 that changes enqueues the pod's key, and sync reads the verdicts (``probes.Probes``).
+
+Events, as the kubelet's (``client.events.EventRecorder``, component ``shoal-agent``, host the
+node): Started, Killing (deletion, a terminal phase, a liveness or startup kill), Failed (a
+start error or a configuration that cannot be built), BackOff, Unhealthy (each failed probe
+result, from the prober). Recording only queues: a write that fails is logged, never raised.
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ from shoal.api import Object
 from shoal.api.errors import ApiError, NotFound
 from shoal.api.kinds.pod import POD
 from shoal.client._interface import Client
+from shoal.client.events import NORMAL, WARNING, EventRecorder
 from shoal.client.informer import Informer, object_key, split_key
 from shoal.client.workqueue import ShutDown, WorkQueue
 
@@ -59,6 +65,7 @@ REASON_CONFIG_ERROR = "CreateContainerConfigError"
 DEFAULT_GRACE = 30  # seconds, for a pod whose spec is no longer known (deleted while we were away)
 UNSUPPORTED_INIT = "init containers are not supported by the shoal agent yet"
 CONFIG_RETRY = 1.0  # seconds before trying again to read a missing ConfigMap or Secret
+COMPONENT = "shoal-agent"  # the Events' source.component
 
 
 @dataclass(slots=True)
@@ -68,6 +75,7 @@ class _PodContainers:
     key: str
     grace: float = DEFAULT_GRACE
     attempts: dict[str, dict[int, str]] = field(default_factory=dict)
+    pod: Object | None = None  # as last synced (for the Events of its deletion); None if adopted
 
 
 def _grace(pod: Object) -> float:
@@ -97,9 +105,13 @@ class PodSync:
         self.config = config
         self.informer = Informer(client, POD, field_selector=f"spec.nodeName={config.node_name}")
         self.queue = WorkQueue()
+        self.events = EventRecorder(client, COMPONENT, host=config.node_name, refresh=config.event_refresh)
         # Probes connect to the pod IP; in host networking (no pod_ip of its own) to loopback.
         self.probes: Probes = probes or Prober(
-            runtime, self.queue.add, default_host=config.pod_ip or "127.0.0.1"
+            runtime,
+            self.queue.add,
+            default_host=config.pod_ip or "127.0.0.1",
+            on_failure=self._probe_failed,
         )
         self.env = EnvResolver(client, config.effective_pod_ip)
         self.backoff = Backoff(config.backoff_initial, config.backoff_max)
@@ -113,6 +125,7 @@ class PodSync:
         """Adopt, list and watch the node's pods, and sync them until cancelled."""
         async with asyncio.TaskGroup() as tasks:
             self._tasks = tasks
+            tasks.create_task(self.events.run(), name="event recorder")
             tasks.create_task(self.probes.run(), name="prober")
             await self._adopt()
             self.informer.add_handler(self._on_event)
@@ -176,6 +189,9 @@ class PodSync:
         pod = self.informer.get(key)
         uid = pod["metadata"]["uid"] if pod is not None else None
         for stale in [u for u, r in self._pods.items() if r.key == key and u != uid]:
+            gone = self._pods[stale]
+            if gone.pod is not None:
+                await self._killing(gone.pod, gone)
             await self._kill_pod(stale)  # the pod is gone, or was replaced by one of the same name
         if pod is None or uid is None:
             return
@@ -183,6 +199,7 @@ class PodSync:
             record = self._pods.get(uid)
             if record is not None:  # else stopped and removed by an earlier sync
                 record.grace = _grace(pod)
+                await self._killing(pod, record)
                 await self._stop_all(record)
                 await self._report(pod, await self._views(pod, record, act=False))
                 await self._kill_pod(uid)
@@ -194,8 +211,10 @@ class PodSync:
             return
         record = self._pods.setdefault(uid, _PodContainers(key))
         record.grace = _grace(pod)
+        record.pod = pod
         terminal = (pod.get("status") or {}).get("phase") in TERMINAL_PHASES
         if terminal:
+            await self._killing(pod, record)
             await self._stop_all(record)  # e.g. marked Failed while its node was unreachable
         if pod["spec"].get("initContainers") and not terminal:
             # Refused rather than skipped: running the app without its init steps is worse.
@@ -223,11 +242,15 @@ class PodSync:
             failure = self.probes.liveness_failure(pod, name, current.id)
             if failure is not None:
                 log.info("container %s of pod %s failed liveness: %s", name, record.key, failure)
+                kind = failure.split(" ", 1)[0].lower()
+                self._event(
+                    pod, name, NORMAL, "Killing", f"Container {name} failed {kind} probe, will be restarted"
+                )
                 current = await self.runtime.stop(current.id, record.grace)
         if act and current is None:
             current, waiting = await self._start(pod, record, container, 0)
         elif act and current is not None and current.state is ContainerState.CREATED:
-            current = await self._start_created(current.id, record.key)
+            current = await self._start_created(pod, name, current.id, record.key)
         elif (
             act
             and current is not None
@@ -270,6 +293,13 @@ class PodSync:
         if left > 0:
             self.queue.add_after(record.key, left)
             delay = self.backoff.delay(backoff_key)
+            self._event(
+                pod,
+                name,
+                WARNING,
+                "BackOff",
+                f"Back-off restarting failed container {name} in pod {meta['name']}",
+            )
             return None, (
                 REASON_CRASH_LOOP,
                 f"back-off {delay:g}s restarting failed container={name} "
@@ -289,6 +319,7 @@ class PodSync:
             spec = await self.env.spec(pod, container)
         except ConfigError as err:
             self.queue.add_after(record.key, CONFIG_RETRY)
+            self._event(pod, name, WARNING, "Failed", str(err))
             return None, (REASON_CONFIG_ERROR, str(err))
         identity = ContainerIdentity(
             meta.get("namespace", "default"), meta["name"], meta["uid"], name, attempt
@@ -301,19 +332,22 @@ class PodSync:
             cid = err.container_id
         attempts = record.attempts.setdefault(name, {})
         attempts[attempt] = cid
-        status = await self._start_created(cid, record.key)
+        status = await self._start_created(pod, name, cid, record.key)
         # Keep the attempt before (lastState, ``logs --previous``); older ones are forgotten.
         for old in [a for a in attempts if a < attempt - 1]:
             await self._remove(attempts.pop(old))
         return status, None
 
-    async def _start_created(self, cid: str, key: str) -> ContainerStatus:
+    async def _start_created(self, pod: Object, name: str, cid: str, key: str) -> ContainerStatus:
         try:
             await self.runtime.start(cid)
         except StartFailed as err:
             log.info("container %s of pod %s could not start: %s", cid, key, err.message)
+            self._event(pod, name, WARNING, "Failed", err.message)
         except InvalidState:
             pass  # started before the agent's index knew it (a crash in between): adopt it
+        else:
+            self._event(pod, name, NORMAL, "Started", f"Started container {name}")
         self._watch(cid, key)
         return await self.runtime.status(cid)
 
@@ -341,6 +375,26 @@ class PodSync:
             await self.client.patch(
                 POD, meta["name"], {"status": status}, meta.get("namespace"), subresource="status"
             )
+
+    # --- events ---
+
+    def _event(self, pod: Object, container: str, type_: str, reason: str, message: str) -> None:
+        """Record an Event about one container of the pod (queued: never blocks, never raises)."""
+        self.events.record(pod, type_, reason, message, field_path=f"spec.containers{{{container}}}")
+
+    def _probe_failed(self, key: str, container: str, message: str) -> None:
+        pod = self.informer.get(key)
+        if pod is not None:
+            self._event(pod, container, WARNING, "Unhealthy", message)
+
+    async def _killing(self, pod: Object, record: _PodContainers) -> None:
+        """Killing Events for the containers of the pod whose latest attempt still runs."""
+        for name, attempts in record.attempts.items():
+            if not attempts:
+                continue
+            current = await self._status(attempts[max(attempts)])
+            if current is not None and current.state is ContainerState.RUNNING:
+                self._event(pod, name, NORMAL, "Killing", f"Stopping container {name}")
 
     # --- container lifecycle ---
 
@@ -387,6 +441,7 @@ class PodSync:
                 await self._remove(cid)
         del self._pods[uid]
         self.backoff.forget_pod(uid)
+        self.events.forget(uid)
         if isinstance(self.runtime, ExecRuntime):
             with contextlib.suppress(ContainerRuntimeError, ValueError):
                 self.runtime.remove_pod(uid)

@@ -140,13 +140,21 @@ class Prober:
     runtime: runs exec probes (``runtime.exec``) and says whether a container still runs.
     notify: called with the pod's key when a verdict changes (pod sync's ``queue.add``).
     default_host: where httpGet and tcpSocket probes without a ``host`` connect (the pod IP).
+    on_failure: called with the pod's key, the container's name and "Liveness probe failed:
+        ..." on every failed result (pod sync records an Unhealthy Event); must not block.
     """
 
     def __init__(
-        self, runtime: Runtime, notify: Callable[[str], None], *, default_host: str = "127.0.0.1"
+        self,
+        runtime: Runtime,
+        notify: Callable[[str], None],
+        *,
+        default_host: str = "127.0.0.1",
+        on_failure: Callable[[str, str, str], None] | None = None,
     ) -> None:
         self.runtime = runtime
         self.notify = notify
+        self.on_failure = on_failure
         self.default_host = default_host
         self._containers: dict[str, _Tracked] = {}  # by container id
         self._tasks: asyncio.TaskGroup | None = None
@@ -292,6 +300,13 @@ class Prober:
             log.debug(
                 "%s probe of %s (pod %s) failed: %s", title, tracked.container["name"], tracked.key, detail
             )
+            if self.on_failure is not None:
+                try:
+                    self.on_failure(
+                        tracked.key, str(tracked.container["name"]), f"{title} probe failed: {detail}"
+                    )
+                except Exception:  # a report never stops the probe
+                    log.exception("reporting a %s probe failure", title)
         threshold = worker.probe.get("successThreshold" if ok else "failureThreshold") or (1 if ok else 3)
         if worker.run < int(threshold):
             return False

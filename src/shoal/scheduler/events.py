@@ -19,18 +19,16 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Final
 
 from shoal.api import REGISTRY, Kind, Object
 from shoal.api.errors import AlreadyExists, NotFound
 from shoal.client import MERGE_PATCH, STRATEGIC_MERGE_PATCH, Client
+from shoal.client.events import MAX_MESSAGE, event_name, now_rfc3339
 
 log = logging.getLogger(__name__)
 
 COMPONENT: Final = "default-scheduler"  # kube-scheduler's name, which kubectl users know
-MAX_MESSAGE: Final = 1024  # the Event kind's limit on message
-_NAME_SUFFIX: Final = 17  # "." and 16 hex digits of the creation time
 
 
 def _kind(plural: str) -> Kind:
@@ -42,10 +40,6 @@ def _kind(plural: str) -> Kind:
 POD: Final = _kind("pods")
 NODE: Final = _kind("nodes")
 EVENT: Final = _kind("events")
-
-
-def now_rfc3339() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def scheduled_condition(pod: Object) -> Object | None:
@@ -132,8 +126,7 @@ class Reporter:
 
     async def _create(self, pod: Object, message: str, count: int, first: str) -> _Series:
         meta = pod["metadata"]
-        # kube-scheduler's naming: the object's name and the time in hex, unique per Event.
-        name = f"{meta['name'][: 253 - _NAME_SUFFIX]}.{time.time_ns():016x}"
+        name = event_name(meta["name"])  # kube-scheduler's naming, unique per Event
         now = now_rfc3339()
         event: dict[str, Any] = {
             "apiVersion": "v1",
