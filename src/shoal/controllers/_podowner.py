@@ -3,10 +3,11 @@ handlers, the expectations bookkeeping, and claiming pods (adopting matching orp
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from shoal.api import REGISTRY, Kind, Object
-from shoal.api.errors import ApiError
+from shoal.api.errors import ApiError, NotFound
 from shoal.api.selectors import LabelSelector
 from shoal.client import MERGE_PATCH, Client
 from shoal.client.informer import Informers, object_key
@@ -106,3 +107,20 @@ class PodOwner(Controller):
                 except ApiError as err:  # gone, or changed meanwhile: the next event retries
                     log.info("%s: could not adopt pod %s: %s", self.name, pod["metadata"]["name"], err)
         return owned
+
+    async def delete_pods(self, key: str, victims: list[Object]) -> None:
+        """Delete ``victims`` at once; a delete that failed is counted as observed, since no
+        event will come for it (the caller set the expectation). NotFound is success."""
+        assert POD is not None
+        results = await asyncio.gather(
+            *(
+                self.client.delete(POD, p["metadata"]["name"], p["metadata"].get("namespace"))
+                for p in victims
+            ),
+            return_exceptions=True,
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                self.expectations.observed_delete(key)
+                if not isinstance(result, NotFound):
+                    raise result

@@ -45,7 +45,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shoal.api import REGISTRY, Object
-from shoal.api.errors import AlreadyExists, NotFound
+from shoal.api.errors import AlreadyExists
 from shoal.api.kinds.columns import parse_time
 from shoal.api.kinds.workload import int_or_percent_value
 from shoal.client import MERGE_PATCH, Client
@@ -182,7 +182,7 @@ class DaemonSetController(PodOwner):
             # One expectation for both: a second ``expect`` would replace the first.
             self.expectations.expect(key, adds=len(to_create), deletes=len(victims))
             try:
-                await self._delete(key, victims)
+                await self.delete_pods(key, victims)
             except BaseException:
                 for _ in to_create:  # not attempted: no event will come for them
                     self.expectations.observed_add(key)
@@ -254,21 +254,6 @@ class DaemonSetController(PodOwner):
                     return
                 raise failures[0]
             batch *= 2
-
-    async def _delete(self, key: str, victims: list[Object]) -> None:
-        assert POD is not None
-        results = await asyncio.gather(
-            *(
-                self.client.delete(POD, p["metadata"]["name"], p["metadata"].get("namespace"))
-                for p in victims
-            ),
-            return_exceptions=True,
-        )
-        for result in results:
-            if isinstance(result, BaseException):
-                self.expectations.observed_delete(key)
-                if not isinstance(result, NotFound):
-                    raise result
 
     async def _write_status(self, ds: Object, status: dict[str, Any]) -> None:
         assert DAEMON_SET is not None

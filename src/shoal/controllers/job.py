@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shoal.api import REGISTRY, Object
-from shoal.api.errors import AlreadyExists, NotFound
+from shoal.api.errors import AlreadyExists
 from shoal.api.kinds.columns import parse_time
 from shoal.client import MERGE_PATCH, Client
 from shoal.client.informer import Informers, object_key
@@ -161,18 +161,7 @@ class JobController(PodOwner):
         if not victims:
             return
         self.expectations.expect(key, deletes=len(victims))
-        results = await asyncio.gather(
-            *(
-                self.client.delete(POD, p["metadata"]["name"], p["metadata"].get("namespace"))
-                for p in victims
-            ),
-            return_exceptions=True,
-        )
-        for result in results:
-            if isinstance(result, BaseException):
-                self.expectations.observed_delete(key)
-                if not isinstance(result, NotFound):
-                    raise result
+        await self.delete_pods(key, victims)
 
     async def _write_status(self, job: Object, status: dict[str, Any]) -> None:
         assert JOB is not None

@@ -14,7 +14,7 @@ import logging
 from typing import Any
 
 from shoal.api import REGISTRY, Object
-from shoal.api.errors import AlreadyExists, NotFound
+from shoal.api.errors import AlreadyExists
 from shoal.client import MERGE_PATCH, Client
 from shoal.client.informer import Informers
 from shoal.controllers._owners import (
@@ -80,18 +80,7 @@ class ReplicaSetController(PodOwner):
     async def _delete(self, key: str, victims: list[Object]) -> None:
         assert POD is not None
         self.expectations.expect(key, deletes=len(victims))
-        results = await asyncio.gather(
-            *(
-                self.client.delete(POD, p["metadata"]["name"], p["metadata"].get("namespace"))
-                for p in victims
-            ),
-            return_exceptions=True,
-        )
-        for result in results:
-            if isinstance(result, BaseException):
-                self.expectations.observed_delete(key)
-                if not isinstance(result, NotFound):
-                    raise result
+        await self.delete_pods(key, victims)
 
     async def _write_status(self, rs: Object, active: list[Object]) -> None:
         assert REPLICA_SET is not None
