@@ -261,10 +261,11 @@ class PodSync:
                 current, attempt = restarted, attempt + 1
         previous_id = attempts.get(attempt - 1)
         previous = await self._status(previous_id) if previous_id is not None else None
-        ready = False
+        ready = started = False
         if current is not None and current.state is ContainerState.RUNNING:
             self.probes.track(pod, container, current)  # starts this attempt's probes once
-            ready = self.probes.started(pod, name, current.id) and self.probes.ready(pod, name, current.id)
+            started = self.probes.started(pod, name, current.id)
+            ready = started and self.probes.ready(pod, name, current.id)
         view = ContainerView(
             name=name,
             image=container.get("image", ""),
@@ -273,6 +274,7 @@ class PodSync:
             previous=previous,
             waiting=waiting,
             ready=ready,
+            started=started,
         )
         return view
 

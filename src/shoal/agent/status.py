@@ -25,7 +25,8 @@ class ContainerView:
     ``current`` is its latest attempt in the runtime (None before the first is created),
     ``previous`` the attempt before (lastState); ``waiting`` a (reason, message) that replaces
     the state while no attempt runs: CrashLoopBackOff, CreateContainerConfigError.
-    ``ready`` is the readiness verdict (probes; a running container without one is ready).
+    ``ready`` is the readiness verdict (probes; a running container without one is ready);
+    ``started`` the startup verdict (false until a startup probe, if any, has passed).
     """
 
     name: str
@@ -35,6 +36,7 @@ class ContainerView:
     previous: ContainerStatus | None = None
     waiting: tuple[str, str] | None = None
     ready: bool = False
+    started: bool = False
 
 
 def _state(status: ContainerStatus, runtime: str) -> dict[str, Any]:
@@ -60,7 +62,7 @@ def container_status(view: ContainerView, runtime: str) -> dict[str, Any]:
         out["containerID"] = f"{runtime}://{current.id}"
         out["state"] = _state(current, runtime)
         running = current.state is ContainerState.RUNNING
-        out["started"] = running
+        out["started"] = running and view.started
         out["ready"] = running and view.ready
     if view.previous is not None:
         out["lastState"] = _state(view.previous, runtime)

@@ -126,6 +126,7 @@ async def test_startup_probe_holds_back_liveness_and_readiness(harness: Harness,
         pod = await harness.client.get(POD, "web", "default")
         assert running(pod) and restarts(pod) == 0
         assert container(pod)["ready"] is False and condition(pod, "Ready") == "False"
+        assert container(pod)["started"] is False  # running, but its startup probe has not passed
         assert not liveness_log.exists()  # not probed before the container has started
 
         started.touch()  # the startup probe passes; the failing liveness probe runs and kills
