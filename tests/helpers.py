@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import time
@@ -55,3 +56,22 @@ class LineReader:
             self.seen.append(line)
             if match(line):
                 return line
+
+
+def processes_with(marker: str) -> list[int]:
+    """Live (not zombie) processes whose command line contains ``marker``: how tests find the
+    workloads they started, which outlive their agents by design."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read()
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                state = f.read().rsplit(b")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if marker.encode() in cmdline and state not in (b"Z", b"X"):
+            pids.append(int(entry))
+    return pids

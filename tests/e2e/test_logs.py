@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from tests.conftest import SHOAL
-from tests.helpers import LineReader, wait_until
+from tests.helpers import LineReader, processes_with, wait_until
 
 MARKER = f"shoal-e2e-logs-{uuid.uuid4().hex[:12]}"  # in every workload's argv, to clean them up
 
@@ -78,20 +78,7 @@ class Cluster:
 
 
 def workload_pids() -> list[int]:
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                cmdline = f.read()
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                state = f.read().rsplit(b")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if MARKER.encode() in cmdline and state not in (b"Z", b"X"):
-            pids.append(int(entry))
-    return pids
+    return processes_with(MARKER)
 
 
 @pytest.fixture(scope="module")
