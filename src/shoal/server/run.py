@@ -40,16 +40,13 @@ def parse_listen(listen: str) -> tuple[str, int]:
     return host, int(port_text)
 
 
-async def serve(
-    data_dir: Path,
-    listen: str = "127.0.0.1:6443",
-    store_url: str = "",
-    apply_paths: tuple[str, ...] = (),
-    on_ready: Callable[[str], None] | None = None,
-    on_applied: Callable[[manifests.Manifest, str], None] | None = None,
-) -> None:
-    """Serve until SIGINT/SIGTERM. ``on_ready`` is told the server URL once it listens,
-    ``on_applied`` each manifest of ``apply_paths`` and what applying it did."""
+@contextlib.asynccontextmanager
+async def api_server(
+    data_dir: Path, listen: str, store_url: str = ""
+) -> AsyncIterator[tuple[Resources, Listening]]:
+    """The API on ``listen`` over the store in ``data_dir`` (or ``store_url``), seeded, with
+    the kubeconfig written and SIGINT/SIGTERM stopping it; what ``shoal server`` and the
+    manager share. The store is closed on the way out."""
     host, port = parse_listen(listen)
     data_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 (once, before serving)
     try:
@@ -64,17 +61,31 @@ async def serve(
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, server.stop)
             kubeconfig.write(data_dir / "kubeconfig", server.url)
-            client = LocalClient(resources)
-            for path in apply_paths:
-                for manifest in manifests.load(path):
-                    action, _ = await manifests.apply(client, manifest)
-                    if on_applied is not None:
-                        on_applied(manifest, action)
-            if on_ready is not None:
-                on_ready(server.url)
-            await server.stopped()
+            yield resources, server
     finally:
         await store.close()
+
+
+async def serve(
+    data_dir: Path,
+    listen: str = "127.0.0.1:6443",
+    store_url: str = "",
+    apply_paths: tuple[str, ...] = (),
+    on_ready: Callable[[str], None] | None = None,
+    on_applied: Callable[[manifests.Manifest, str], None] | None = None,
+) -> None:
+    """Serve until SIGINT/SIGTERM. ``on_ready`` is told the server URL once it listens,
+    ``on_applied`` each manifest of ``apply_paths`` and what applying it did."""
+    async with api_server(data_dir, listen, store_url) as (resources, server):
+        client = LocalClient(resources)
+        for path in apply_paths:
+            for manifest in manifests.load(path):
+                action, _ = await manifests.apply(client, manifest)
+                if on_applied is not None:
+                    on_applied(manifest, action)
+        if on_ready is not None:
+            on_ready(server.url)
+        await server.stopped()
 
 
 class Listening:
