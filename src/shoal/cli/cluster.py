@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import click
 
 from shoal.cli.context import Interrupted, run
+from shoal.cli.server import LISTEN, STORE
 from shoal.client.kubeconfig import DEFAULT_DATA_DIR
 
 if TYPE_CHECKING:
@@ -59,20 +60,8 @@ def _agent_config(name: str, labels: tuple[str, ...], max_pods: int) -> AgentCon
 
 @click.command()
 @DATA_DIR
-@click.option(
-    "--listen",
-    default="127.0.0.1:6443",
-    show_default=True,
-    metavar="HOST:PORT",
-    help="Address to serve the API on; port 0 picks a free port.",
-)
-@click.option(
-    "--store",
-    "store_url",
-    default="",
-    metavar="URL",
-    help="The store: sqlite:///PATH or memory:// (default: sqlite in the data dir).",
-)
+@LISTEN
+@STORE
 @NAME
 @LABELS
 @MAX_PODS

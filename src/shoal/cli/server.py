@@ -13,6 +13,22 @@ from shoal.cli.output import object_name
 from shoal.client.kubeconfig import DEFAULT_DATA_DIR
 from shoal.client.manifests import Manifest
 
+# The API's address and store, shared with `shoal init`.
+LISTEN = click.option(
+    "--listen",
+    default="127.0.0.1:6443",
+    show_default=True,
+    metavar="HOST:PORT",
+    help="Address to serve the API on; port 0 picks a free port.",
+)
+STORE = click.option(
+    "--store",
+    "store_url",
+    default="",
+    metavar="URL",
+    help="The store: sqlite:///PATH or memory:// (default: sqlite in the data dir).",
+)
+
 
 def ready_line(url: str, kubeconfig: Path) -> str:
     return (
@@ -29,20 +45,8 @@ def ready_line(url: str, kubeconfig: Path) -> str:
     show_default="$SHOAL_DATA_DIR or ~/.shoal",
     help="Where the state and the kubeconfig are kept.",
 )
-@click.option(
-    "--listen",
-    default="127.0.0.1:6443",
-    show_default=True,
-    metavar="HOST:PORT",
-    help="Address to serve the API on; port 0 picks a free port.",
-)
-@click.option(
-    "--store",
-    "store_url",
-    default="",
-    metavar="URL",
-    help="The store: sqlite:///PATH or memory:// (default: sqlite in the data dir).",
-)
+@LISTEN
+@STORE
 @click.option(
     "--apply",
     "apply_paths",
