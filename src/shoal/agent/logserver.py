@@ -12,11 +12,9 @@ client certificate, as the kubelet checks) comes with the security work.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
@@ -95,7 +93,7 @@ class LogServer:
         self.listening = asyncio.Event()
 
     async def run(self) -> None:
-        from shoal.server.run import ConfigError, bind
+        from shoal.server.run import ConfigError, bind, serving
 
         try:
             listener = bind(self.host, self.requested_port)
@@ -106,23 +104,7 @@ class LogServer:
             self.listening.set()
             return
         self.port = listener.getsockname()[1]
-        config = uvicorn.Config(
-            create_log_app(self.runtime),
-            log_level="warning",
-            access_log=False,
-            lifespan="off",
-            loop="none",
-            timeout_graceful_shutdown=1,
-        )
-        server = uvicorn.Server(config)
-        config.load()
-        server.lifespan = config.lifespan_class(config)
-        await server.startup(sockets=[listener])
-        self.listening.set()
-        log.info("agent log endpoint on %s:%d", self.host, self.port)
-        try:
-            await server.main_loop()
-        finally:
-            server.should_exit = True
-            with contextlib.suppress(Exception):
-                await asyncio.shield(server.shutdown())
+        async with serving(create_log_app(self.runtime), listener) as server:
+            self.listening.set()
+            log.info("agent log endpoint on %s:%d", self.host, self.port)
+            await server.stopped()

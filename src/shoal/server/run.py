@@ -9,6 +9,7 @@ import signal
 import socket
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
@@ -104,13 +105,13 @@ class Listening:
 
 
 @contextlib.asynccontextmanager
-async def listening(resources: Resources, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[Listening]:
-    """Serve the API on ``host:port`` (0: any free port) in this event loop while the block
-    runs; on exit, stop accepting, finish open requests briefly, and close."""
-    listener = bind(host, port)
-    url = f"http://{host}:{listener.getsockname()[1]}"
+async def serving(app: Any, listener: socket.socket) -> AsyncIterator[Listening]:
+    """Serve the ASGI ``app`` on the bound ``listener`` in this event loop while the block
+    runs; on exit, stop accepting, finish open requests briefly, and close. The API server
+    and the agent's log endpoint both run this way."""
+    host, port = listener.getsockname()[:2]
     config = uvicorn.Config(
-        create_app(resources, url.removeprefix("http://")),
+        app,
         log_level="warning",
         access_log=False,
         lifespan="off",
@@ -126,11 +127,20 @@ async def listening(resources: Resources, host: str = "127.0.0.1", port: int = 0
     await server.startup(sockets=[listener])
     main_loop = asyncio.create_task(server.main_loop())  # owned here: awaited below
     try:
-        yield Listening(server, url, main_loop)
+        yield Listening(server, f"http://{host}:{port}", main_loop)
     finally:
         server.should_exit = True
         await main_loop
         await server.shutdown()
+
+
+@contextlib.asynccontextmanager
+async def listening(resources: Resources, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[Listening]:
+    """Serve the API on ``host:port`` (0: any free port) while the block runs."""
+    listener = bind(host, port)
+    address = f"{host}:{listener.getsockname()[1]}"
+    async with serving(create_app(resources, address), listener) as server:
+        yield server
 
 
 def bind(host: str, port: int) -> socket.socket:
