@@ -115,10 +115,14 @@ class Resources:
     # -- reads ---------------------------------------------------------------------------
 
     async def get(self, kind: Kind, namespace: str | None, name: str) -> Object:
+        return (await self._read(kind, namespace, name))[1]
+
+    async def _read(self, kind: Kind, namespace: str | None, name: str) -> tuple[KeyValue, Object]:
+        """The stored value of an object and the object itself; NotFound when absent."""
         kv = await self._store_call(self.store.get(kind.key(namespace, name)))
         if kv is None:
             raise _not_found(kind, name)
-        return decode(kv)
+        return kv, decode(kv)
 
     async def list(self, kind: Kind, namespace: str | None, options: ListOptions = ListOptions()) -> Object:
         """A ``<Kind>List`` of the matching objects."""
@@ -226,10 +230,7 @@ class Resources:
         """Apply a patch to the current object; retried when a concurrent write wins."""
         options = options or WriteOptions()
         for _attempt in range(16):
-            old_kv = await self._store_call(self.store.get(kind.key(namespace, name)))
-            if old_kv is None:
-                raise _not_found(kind, name)
-            current = decode(old_kv)
+            old_kv, current = await self._read(kind, namespace, name)
             patched = apply_patch(current, patch, content_type, kind.schema)
             if not isinstance(patched, dict):
                 raise BadRequest(f'{kind.resource} "{name}": the patch must produce a JSON object')
@@ -264,10 +265,7 @@ class Resources:
         policy_finalizer = PROPAGATION_FINALIZERS.get(propagation_policy)
         key = kind.key(namespace, name)
         for _attempt in range(16):
-            kv = await self._store_call(self.store.get(key))
-            if kv is None:
-                raise _not_found(kind, name)
-            obj = decode(kv)
+            kv, obj = await self._read(kind, namespace, name)
             meta = obj["metadata"]
             if expected_uid and meta.get("uid") != expected_uid:
                 raise _conflict(kind, name, f"the UID in the precondition ({expected_uid}) does not match")
@@ -320,10 +318,7 @@ class Resources:
             )
         key = kind.key(namespace, name)
         for _attempt in range(16):
-            kv = await self._store_call(self.store.get(key))
-            if kv is None:
-                raise _not_found(kind, name)
-            obj = decode(kv)
+            kv, obj = await self._read(kind, namespace, name)
             assigned = (obj.get("spec") or {}).get("nodeName")
             if assigned:
                 raise _conflict(kind, name, f"pod {name} is already assigned to node {assigned!r}")
