@@ -52,12 +52,12 @@ from shoal.agent.runtimes import (
 )
 from shoal.agent.status import TERMINAL_PHASES, ContainerView, changed, pod_status
 from shoal.api import Object
-from shoal.api.errors import ApiError, NotFound
+from shoal.api.errors import NotFound
 from shoal.api.kinds.pod import POD
 from shoal.client._interface import Client
 from shoal.client.events import NORMAL, WARNING, EventRecorder
 from shoal.client.informer import Informer, object_key, split_key
-from shoal.client.workqueue import ShutDown, WorkQueue
+from shoal.client.workqueue import WorkQueue, work
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +136,9 @@ class PodSync:
             for record in self._pods.values():
                 self.queue.add(record.key)
             for i in range(self.config.workers):
-                tasks.create_task(self._work(), name=f"pod sync worker {i}")
+                # A failing sync (the manager may be away) is retried with a growing delay
+                # while the pods keep running.
+                tasks.create_task(work(self.queue, self.sync, "syncing pod"), name=f"pod sync worker {i}")
             self.ready.set()
             try:
                 await asyncio.Future()  # until cancelled
@@ -160,27 +162,6 @@ class PodSync:
             if info.status.state is ContainerState.RUNNING:
                 self._watch(info.status.id, record.key)
         log.info("adopted %d pod(s) from the %s runtime", len(self._pods), self.runtime.name)
-
-    async def _work(self) -> None:
-        while True:
-            try:
-                key = await self.queue.get()
-            except ShutDown:
-                return
-            try:
-                await self.sync(key)
-            except ApiError as err:
-                # The manager may be away: the pods keep running; the key is retried with a
-                # growing delay (reset only by a sync that succeeds).
-                log.warning("syncing pod %s: %s; retrying", key, err)
-                self.queue.add_rate_limited(key)
-            except Exception:
-                log.exception("syncing pod %s failed; retrying", key)
-                self.queue.add_rate_limited(key)
-            else:
-                self.queue.forget(key)
-            finally:
-                self.queue.done(key)
 
     # --- sync ---
 

@@ -14,7 +14,13 @@ import asyncio
 import contextlib
 import heapq
 import itertools
+import logging
 from collections import deque
+from collections.abc import Awaitable, Callable
+
+from shoal.api.errors import ApiError, Conflict
+
+log = logging.getLogger(__name__)
 
 
 class ShutDown(Exception):
@@ -97,3 +103,30 @@ class WorkQueue:
 
     def __len__(self) -> int:
         return len(self._ready)
+
+
+async def work(queue: WorkQueue, handle: Callable[[str], Awaitable[None]], what: str) -> None:
+    """One worker: take keys and ``handle`` them until the queue shuts down. A key that
+    succeeds is forgotten by the back-off; one that fails is requeued with back-off. A
+    Conflict (someone wrote first) is routine; another API error (the API may be away) is
+    one warning line; anything else is a bug and logged with its traceback."""
+    while True:
+        try:
+            key = await queue.get()
+        except ShutDown:
+            return
+        try:
+            await handle(key)
+        except Conflict:
+            log.debug("%s %s: conflict; retrying", what, key)
+            queue.add_rate_limited(key)
+        except ApiError as err:
+            log.warning("%s %s: %s; retrying", what, key, err)
+            queue.add_rate_limited(key)
+        except Exception:
+            log.exception("%s %s failed; retrying", what, key)
+            queue.add_rate_limited(key)
+        else:
+            queue.forget(key)
+        finally:
+            queue.done(key)

@@ -11,12 +11,8 @@ from __future__ import annotations
 
 import abc
 import asyncio
-import logging
 
-from shoal.api.errors import Conflict
-from shoal.client.workqueue import ShutDown, WorkQueue
-
-log = logging.getLogger(__name__)
+from shoal.client.workqueue import WorkQueue, work
 
 
 class Controller(abc.ABC):
@@ -33,22 +29,7 @@ class Controller(abc.ABC):
         """Process keys until the queue shuts down or the task is cancelled."""
         async with asyncio.TaskGroup() as tasks:
             for i in range(workers):
-                tasks.create_task(self._work(), name=f"{self.name} worker {i}")
-
-    async def _work(self) -> None:
-        while True:
-            try:
-                key = await self.queue.get()
-            except ShutDown:
-                return
-            try:
-                await self.reconcile(key)
-            except Conflict:
-                self.queue.add_rate_limited(key)
-            except Exception:
-                log.exception("%s: reconciling %s failed; retrying", self.name, key)
-                self.queue.add_rate_limited(key)
-            else:
-                self.queue.forget(key)
-            finally:
-                self.queue.done(key)
+                tasks.create_task(
+                    work(self.queue, self.reconcile, f"{self.name}: reconciling"),
+                    name=f"{self.name} worker {i}",
+                )
