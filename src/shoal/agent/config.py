@@ -9,6 +9,7 @@ from __future__ import annotations
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 LEASE_NAMESPACE = "kube-node-lease"
 KUBELET_VERSION = "v1.32.0-shoal"
@@ -33,6 +34,9 @@ class AgentConfig:
     workers: pods synced at once (one pod is never synced by two workers).
     max_pods: the ``pods`` capacity.
     event_refresh: seconds between two writes of one Event's count (a crash loop's repeats).
+    runtime: "exec" or "docker" (``agent.run.make_runtime``); docker_host: the engine's address.
+    volume_dir: where pods' volumes are made (emptyDir, secret, configMap); None: no volumes,
+        for runtimes that cannot mount them (exec).
     """
 
     node_name: str = field(default_factory=socket.gethostname)
@@ -48,6 +52,9 @@ class AgentConfig:
     workers: int = 4
     max_pods: int = 110
     event_refresh: float = 10.0
+    runtime: str = "exec"
+    docker_host: str | None = None
+    volume_dir: Path | None = None
 
     @property
     def effective_pod_ip(self) -> str:

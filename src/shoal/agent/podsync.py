@@ -16,10 +16,16 @@ Probes (``prober.Prober`` by default) run in tasks of their own, started by ``tr
 sync sees an attempt running and stopped by ``forget`` when it exits or is removed; a verdict
 that changes enqueues the pod's key, and sync reads the verdicts (``probes.Probes``).
 
+Before its first container, a pod gets its sandbox (``runtime.run_sandbox``: the network
+namespace and published ports its containers share; the pod's IP) and each container its mounts
+(``volumes.Volumes``); both go when the pod goes. An image the runtime cannot get leaves the
+container waiting in ErrImagePull, then ImagePullBackOff, retried with the restart back-off.
+
 Events, as the kubelet's (``client.events.EventRecorder``, component ``shoal-agent``, host the
 node): Started, Killing (deletion, a terminal phase, a liveness or startup kill), Failed (a
-start error or a configuration that cannot be built), BackOff, Unhealthy (each failed probe
-result, from the prober). Recording only queues: a write that fails is logged, never raised.
+start error, an image that cannot be pulled, or a configuration that cannot be built),
+FailedCreatePodSandBox, BackOff, Unhealthy (each failed probe result, from the prober).
+Recording only queues: a write that fails is logged, never raised.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -45,12 +51,15 @@ from shoal.agent.runtimes import (
     ContainerRuntimeError,
     ContainerState,
     ContainerStatus,
-    ExecRuntime,
+    ImageError,
     InvalidState,
+    PortMapping,
     Runtime,
+    SandboxSpec,
     StartFailed,
 )
 from shoal.agent.status import TERMINAL_PHASES, ContainerView, changed, pod_status
+from shoal.agent.volumes import Volumes
 from shoal.api import Object
 from shoal.api.errors import NotFound
 from shoal.api.kinds.pod import POD
@@ -62,6 +71,8 @@ from shoal.client.workqueue import WorkQueue, work
 log = logging.getLogger(__name__)
 
 REASON_CONFIG_ERROR = "CreateContainerConfigError"
+REASON_IMAGE_BACKOFF = "ImagePullBackOff"
+REASON_CREATING = "ContainerCreating"
 DEFAULT_GRACE = 30  # seconds, for a pod whose spec is no longer known (deleted while we were away)
 UNSUPPORTED_INIT = "init containers are not supported by the shoal agent yet"
 CONFIG_RETRY = 1.0  # seconds before trying again to read a missing ConfigMap or Secret
@@ -76,6 +87,7 @@ class _PodContainers:
     grace: float = DEFAULT_GRACE
     attempts: dict[str, dict[int, str]] = field(default_factory=dict)
     pod: Object | None = None  # as last synced (for the Events of its deletion); None if adopted
+    pod_ip: str | None = None  # the sandbox's address; None: the node's (host networking)
 
 
 def _grace(pod: Object) -> float:
@@ -86,6 +98,30 @@ def _grace(pod: Object) -> float:
     if deletion:  # the server writes 0 when finalizers hold the object, which is no request
         grace = min(grace, float(deletion))
     return max(grace, 0.0)
+
+
+def sandbox_spec(pod: Object) -> SandboxSpec:
+    """The pod-wide part of a pod: its name, hostname, network mode and hostPorts."""
+    meta, spec = pod["metadata"], pod.get("spec") or {}
+    ports = tuple(
+        PortMapping(
+            port["containerPort"],
+            port["hostPort"],
+            port.get("protocol") or "TCP",
+            port.get("hostIP") or "",
+        )
+        for container in spec.get("containers") or ()
+        for port in container.get("ports") or ()
+        if port.get("hostPort")
+    )
+    return SandboxSpec(
+        namespace=meta.get("namespace") or "default",
+        pod_name=meta["name"],
+        pod_uid=meta["uid"],
+        hostname=spec.get("hostname") or meta["name"],
+        ports=ports,
+        host_network=bool(spec.get("hostNetwork")),
+    )
 
 
 def _monotonic_of(rfc3339: str | None) -> float:
@@ -103,6 +139,7 @@ class PodSync:
         self.client = client
         self.runtime = runtime
         self.config = config
+        self.volumes = Volumes(client, config.volume_dir) if config.volume_dir is not None else None
         self.informer = Informer(client, POD, field_selector=f"spec.nodeName={config.node_name}")
         self.queue = WorkQueue()
         self.events = EventRecorder(client, COMPONENT, host=config.node_name, refresh=config.event_refresh)
@@ -118,6 +155,9 @@ class PodSync:
         self.ready = asyncio.Event()  # set once adopted containers and the pod list are in hand
         self._pods: dict[str, _PodContainers] = {}  # by pod uid
         self._exited_at: dict[str, float] = {}  # container id -> monotonic time its exit was seen
+        # the last failed pull of a (pod uid, "<container>/image"), and what the engine said
+        self._pull_failed_at: dict[tuple[str, str], float] = {}
+        self._pull_waiting: dict[tuple[str, str], tuple[str, str]] = {}
         self._waiters: dict[str, asyncio.Task[None]] = {}
         self._tasks: asyncio.TaskGroup | None = None
 
@@ -161,6 +201,9 @@ class PodSync:
             record.attempts.setdefault(identity.container_name, {})[identity.attempt] = info.status.id
             if info.status.state is ContainerState.RUNNING:
                 self._watch(info.status.id, record.key)
+        for sandbox in await self.runtime.list_sandboxes():
+            # A sandbox without containers (a crash between the two): removed if its pod is gone.
+            self._pods.setdefault(sandbox.pod_uid, _PodContainers(f"{sandbox.namespace}/{sandbox.pod_name}"))
         log.info("adopted %d pod(s) from the %s runtime", len(self._pods), self.runtime.name)
 
     # --- sync ---
@@ -205,7 +248,27 @@ class PodSync:
             ]
             await self._report(pod, views, initialized=False)
             return
+        if not terminal and not await self._sandbox(pod, record):
+            views = [
+                ContainerView(c["name"], c.get("image", ""), waiting=(REASON_CREATING, ""))
+                for c in pod["spec"].get("containers") or []
+            ]
+            await self._report(pod, views)
+            return
         await self._report(pod, await self._views(pod, record, act=not terminal))
+
+    async def _sandbox(self, pod: Object, record: _PodContainers) -> bool:
+        """Make sure the pod's sandbox runs; False (retried later) when it cannot be made."""
+        try:
+            sandbox = await self.runtime.run_sandbox(sandbox_spec(pod))
+        except ContainerRuntimeError as err:
+            key = (pod["metadata"]["uid"], "")
+            self.backoff.restarted(key)
+            self.queue.add_after(record.key, self.backoff.delay(key))
+            self.events.record(pod, WARNING, "FailedCreatePodSandBox", f"Failed to create pod sandbox: {err}")
+            return False
+        record.pod_ip = sandbox.ip
+        return True
 
     async def _views(self, pod: Object, record: _PodContainers, *, act: bool) -> list[ContainerView]:
         return [await self._sync_container(pod, record, c, act) for c in pod["spec"].get("containers") or []]
@@ -244,7 +307,8 @@ class PodSync:
         previous = await self._status(previous_id) if previous_id is not None else None
         ready = started = False
         if current is not None and current.state is ContainerState.RUNNING:
-            self.probes.track(pod, container, current)  # starts this attempt's probes once
+            # starts this attempt's probes once
+            self.probes.track(pod, container, current, host=record.pod_ip)
             started = self.probes.started(pod, name, current.id)
             ready = started and self.probes.ready(pod, name, current.id)
         view = ContainerView(
@@ -300,6 +364,8 @@ class PodSync:
         name = container["name"]
         try:
             spec = await self.env.spec(pod, container)
+            if self.volumes is not None:
+                spec = replace(spec, mounts=await self.volumes.mounts(pod, container))
         except ConfigError as err:
             self.queue.add_after(record.key, CONFIG_RETRY)
             self._event(pod, name, WARNING, "Failed", str(err))
@@ -307,12 +373,26 @@ class PodSync:
         identity = ContainerIdentity(
             meta.get("namespace", "default"), meta["name"], meta["uid"], name, attempt
         )
+        pull_key = (meta["uid"], f"{name}/image")
+        if self.backoff.remaining(pull_key, self._pull_failed_at.get(pull_key, 0.0)) > 0:
+            waiting = self._pull_waiting.get(pull_key, (REASON_IMAGE_BACKOFF, ""))
+            return None, (REASON_IMAGE_BACKOFF, waiting[1])
         try:
             cid = await self.runtime.create(identity, spec)
         except ContainerExists as err:
             # Created by us before a crash between create() and our index: it is the same one.
             assert err.container_id is not None
             cid = err.container_id
+        except ImageError as err:
+            # ErrImagePull now; ImagePullBackOff until the back-off lets the next pull try.
+            self._pull_failed_at[pull_key] = time.monotonic()
+            self.backoff.restarted(pull_key)
+            self._pull_waiting[pull_key] = (err.reason, err.message)
+            self.queue.add_after(record.key, self.backoff.delay(pull_key))
+            self._event(pod, name, WARNING, "Failed", f'Failed to pull image "{err.image}": {err.message}')
+            return None, (err.reason, err.message)
+        self._pull_failed_at.pop(pull_key, None)
+        self._pull_waiting.pop(pull_key, None)
         attempts = record.attempts.setdefault(name, {})
         attempts[attempt] = cid
         status = await self._start_created(pod, name, cid, record.key)
@@ -341,12 +421,13 @@ class PodSync:
             return None
 
     async def _report(self, pod: Object, views: list[ContainerView], *, initialized: bool = True) -> None:
+        record = self._pods.get(pod["metadata"]["uid"])
         status = pod_status(
             pod,
             views,
             runtime=self.runtime.name,
             host_ip=self.config.internal_ip,
-            pod_ip=self.config.effective_pod_ip,
+            pod_ip=(record.pod_ip if record else None) or self.config.effective_pod_ip,
             now=now_rfc3339(),
             initialized=initialized,
         )
@@ -425,9 +506,13 @@ class PodSync:
         del self._pods[uid]
         self.backoff.forget_pod(uid)
         self.events.forget(uid)
-        if isinstance(self.runtime, ExecRuntime):
-            with contextlib.suppress(ContainerRuntimeError, ValueError):
-                self.runtime.remove_pod(uid)
+        with contextlib.suppress(ContainerRuntimeError, ValueError):
+            await self.runtime.remove_sandbox(uid)
+        if self.volumes is not None:
+            await self.volumes.cleanup(uid)
+        for key in [k for k in self._pull_failed_at if k[0] == uid]:
+            self._pull_failed_at.pop(key, None)
+            self._pull_waiting.pop(key, None)
         log.info("removed the containers of pod %s (uid %s)", record.key, uid)
 
     async def _remove(self, cid: str) -> None:

@@ -92,6 +92,7 @@ class _Tracked:
     key: str  # the pod's, for the work queue
     container: Mapping[str, Any]  # its spec
     started_at: float  # wall-clock seconds
+    host: str  # where httpGet and tcpSocket probes without a host connect: the pod's IP
     started: asyncio.Event = field(default_factory=asyncio.Event)  # the startup probe passed
     workers: dict[str, _Worker] = field(default_factory=dict)
 
@@ -190,14 +191,18 @@ class Prober:
 
     # --- the Probes seam ---
 
-    def track(self, pod: Object, container: Mapping[str, Any], status: ContainerStatus) -> None:
+    def track(
+        self, pod: Object, container: Mapping[str, Any], status: ContainerStatus, *, host: str | None = None
+    ) -> None:
         cid = status.id
         if cid in self._containers or status.state is not ContainerState.RUNNING:
             return
         kinds = [kind for kind, name in _FIELDS.items() if container.get(name)]
         if not kinds or self._tasks is None:
             return  # nothing to probe; or not running (yet): the next sync tracks it
-        tracked = _Tracked(object_key(pod), dict(container), _epoch(status.started_at))
+        tracked = _Tracked(
+            object_key(pod), dict(container), _epoch(status.started_at), host or self.default_host
+        )
         was_ready = self._was_ready(pod, str(container["name"]), cid)
         if STARTUP not in kinds or was_ready:
             tracked.started.set()
@@ -335,9 +340,9 @@ class Prober:
             if (action := probe.get("exec")) is not None:
                 return await self._exec(cid, list(action.get("command") or ()), timeout)
             if (action := probe.get("httpGet")) is not None:
-                return await self._http_get(tracked.container, action, timeout)
+                return await self._http_get(tracked, action, timeout)
             if (action := probe.get("tcpSocket")) is not None:
-                return await self._tcp(tracked.container, action, timeout)
+                return await self._tcp(tracked, action, timeout)
             raise ProbeError("the shoal agent runs exec, httpGet and tcpSocket probes only")
         except ProbeError as err:
             if not worker.warned:
@@ -370,13 +375,11 @@ class Prober:
             return True, output
         return False, output or f"command {shlex.join(command)!r} exited with {result.exit_code}"
 
-    async def _http_get(
-        self, container: Mapping[str, Any], action: Mapping[str, Any], limit: float
-    ) -> tuple[bool, str]:
+    async def _http_get(self, tracked: _Tracked, action: Mapping[str, Any], limit: float) -> tuple[bool, str]:
         if self._http is None:
             raise ProbeError("the prober is not running")
-        port = resolve_port(container, action["port"])
-        host = action.get("host") or self.default_host
+        port = resolve_port(tracked.container, action["port"])
+        host = action.get("host") or tracked.host
         path = action.get("path") or "/"
         url = f"{str(action.get('scheme') or 'HTTP').lower()}://{_host_port(host, port)}/{path.lstrip('/')}"
         headers = httpx.Headers({"User-Agent": USER_AGENT, "Accept": "*/*"})
@@ -396,14 +399,13 @@ class Prober:
             return True, ""
         return False, f"HTTP probe failed with statuscode: {code}"
 
-    async def _tcp(
-        self, container: Mapping[str, Any], action: Mapping[str, Any], limit: float
-    ) -> tuple[bool, str]:
-        port = resolve_port(container, action["port"])
-        address = _host_port(action.get("host") or self.default_host, port)
+    async def _tcp(self, tracked: _Tracked, action: Mapping[str, Any], limit: float) -> tuple[bool, str]:
+        port = resolve_port(tracked.container, action["port"])
+        host = action.get("host") or tracked.host
+        address = _host_port(host, port)
         try:
             async with asyncio.timeout(limit):
-                _, writer = await asyncio.open_connection(action.get("host") or self.default_host, port)
+                _, writer = await asyncio.open_connection(host, port)
         except TimeoutError:
             return False, f"dial tcp {address}: i/o timeout"
         except OSError as err:

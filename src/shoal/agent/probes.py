@@ -32,8 +32,11 @@ class Probes(Protocol):
         """Own the probe tasks until cancelled (it may return at once when there are none)."""
         ...
 
-    def track(self, pod: Object, container: Mapping[str, Any], status: ContainerStatus) -> None:
-        """``container`` (from the pod's spec) runs as ``status``: probe it, if not yet done."""
+    def track(
+        self, pod: Object, container: Mapping[str, Any], status: ContainerStatus, *, host: str | None = None
+    ) -> None:
+        """``container`` (from the pod's spec) runs as ``status``: probe it, if not yet done.
+        ``host``: the pod's IP, where httpGet and tcpSocket probes connect (None: the default)."""
         ...
 
     def forget(self, container_id: str) -> None:
@@ -53,7 +56,9 @@ class NoProbes:
     async def run(self) -> None:
         return None
 
-    def track(self, pod: Object, container: Mapping[str, Any], status: ContainerStatus) -> None:
+    def track(
+        self, pod: Object, container: Mapping[str, Any], status: ContainerStatus, *, host: str | None = None
+    ) -> None:
         return None
 
     def forget(self, container_id: str) -> None:

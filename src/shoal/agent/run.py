@@ -3,12 +3,14 @@ local agent do."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import httpx
 
 from shoal.agent.agent import Agent
 from shoal.agent.config import AgentConfig
+from shoal.agent.runtimes import Runtime
 from shoal.agent.runtimes.exec import ExecRuntime
 from shoal.api.errors import ApiError, ServiceUnavailable
 from shoal.client.http import HttpClient
@@ -36,7 +38,19 @@ async def run_agent(server: str, state_dir: Path, config: AgentConfig) -> None:
     """Run this node's agent until cancelled; its containers outlive it (the next agent on
     the same ``state_dir`` adopts them)."""
     client = HttpClient(server)
+    runtime = make_runtime(config, state_dir)
+    if config.runtime != "exec" and config.volume_dir is None:
+        config = dataclasses.replace(config, volume_dir=state_dir / "volumes")
     try:
-        await Agent(client, ExecRuntime(state_dir), config).run()
+        await Agent(client, runtime, config).run()
     finally:
         await client.close()
+
+
+def make_runtime(config: AgentConfig, state_dir: Path) -> Runtime:
+    """The runtime ``config.runtime`` names (the docker client loads only when asked for)."""
+    if config.runtime == "docker":
+        from shoal.agent.runtimes.docker import DockerRuntime
+
+        return DockerRuntime(config.docker_host)
+    return ExecRuntime(state_dir)

@@ -7,6 +7,7 @@ import socket
 from contextlib import suppress
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import click
 
@@ -37,6 +38,26 @@ MAX_PODS = click.option(
     show_default=True,
     help="The most pods this node runs (its pods capacity).",
 )
+RUNTIME = click.option(
+    "--runtime",
+    type=click.Choice(["exec", "docker"]),
+    default="exec",
+    show_default=True,
+    help="How containers run: exec (plain processes, no isolation) or docker (the Docker Engine).",
+)
+DOCKER_HOST = click.option(
+    "--docker-host",
+    envvar="DOCKER_HOST",
+    metavar="URL",
+    help="The Docker Engine's address, as unix:///var/run/docker.sock (default: $DOCKER_HOST, then "
+    "the usual socket).",
+)
+ADVERTISE_ADDR = click.option(
+    "--advertise-addr",
+    metavar="IP",
+    help="This node's address as others reach it (the Node's InternalIP). Default: the address "
+    "this machine uses to reach the manager.",
+)
 
 
 MANAGER_ROLE_LABEL = "node-role.kubernetes.io/manager"
@@ -52,10 +73,36 @@ def parse_labels(labels: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
-def _agent_config(name: str, labels: tuple[str, ...], max_pods: int) -> AgentConfig:
+def _agent_config(
+    name: str,
+    labels: tuple[str, ...],
+    max_pods: int,
+    runtime: str,
+    docker_host: str | None,
+    address: str,
+) -> AgentConfig:
     from shoal.agent.config import AgentConfig  # the agent stack loads only for these commands
 
-    return AgentConfig(node_name=name, labels=parse_labels(labels), max_pods=max_pods)
+    return AgentConfig(
+        node_name=name,
+        labels=parse_labels(labels),
+        max_pods=max_pods,
+        runtime=runtime,
+        docker_host=docker_host,
+        internal_ip=address,
+    )
+
+
+def _route_source(url: str) -> str:
+    """The local address this machine uses to reach ``url``'s host (no packet is sent)."""
+    host = urlsplit(url).hostname or "127.0.0.1"
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            probe.connect((host, 9))
+            return str(probe.getsockname()[0])
+    except OSError:
+        return "127.0.0.1"
 
 
 @click.command()
@@ -65,6 +112,9 @@ def _agent_config(name: str, labels: tuple[str, ...], max_pods: int) -> AgentCon
 @NAME
 @LABELS
 @MAX_PODS
+@RUNTIME
+@DOCKER_HOST
+@ADVERTISE_ADDR
 @click.option("--no-agent", is_flag=True, help="Manage only: run no workloads on this machine.")
 def init(
     data_dir: Path,
@@ -73,6 +123,9 @@ def init(
     name: str,
     labels: tuple[str, ...],
     max_pods: int,
+    runtime: str,
+    docker_host: str | None,
+    advertise_addr: str | None,
     no_agent: bool,
 ) -> None:
     """Start a cluster: a manager, and an agent so that this machine runs workloads."""
@@ -82,7 +135,10 @@ def init(
     data_dir = data_dir.expanduser().absolute()
     # The manager's own node says so: Swarm constraints (node.role==manager|worker) and
     # `shoal node ls` read this label.
-    agent = None if no_agent else _agent_config(name, (f"{MANAGER_ROLE_LABEL}=", *labels), max_pods)
+    host = listen.rsplit(":", 1)[0].strip("[]")
+    address = advertise_addr or (host if host not in ("", "0.0.0.0", "::") else "127.0.0.1")
+    labels = (f"{MANAGER_ROLE_LABEL}=", *labels)
+    agent = None if no_agent else _agent_config(name, labels, max_pods, runtime, docker_host, address)
 
     def on_ready(url: str, token: str) -> None:
         click.echo(f"shoal manager ready at {url}; kubeconfig: {data_dir / 'kubeconfig'}")
@@ -99,14 +155,26 @@ def init(
 @LABELS
 @MAX_PODS
 @DATA_DIR
+@RUNTIME
+@DOCKER_HOST
+@ADVERTISE_ADDR
 def join(
-    manager_url: str, token: str, name: str, labels: tuple[str, ...], max_pods: int, data_dir: Path
+    manager_url: str,
+    token: str,
+    name: str,
+    labels: tuple[str, ...],
+    max_pods: int,
+    data_dir: Path,
+    runtime: str,
+    docker_host: str | None,
+    advertise_addr: str | None,
 ) -> None:
     """Join this machine to a cluster as a worker, and run its agent in the foreground."""
     from shoal.agent.run import check_join, run_agent
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    config = _agent_config(name, labels, max_pods)
+    address = advertise_addr or _route_source(manager_url)
+    config = _agent_config(name, labels, max_pods, runtime, docker_host, address)
     state_dir = data_dir.expanduser().absolute() / f"agent-{config.node_name}"
 
     async def body() -> None:

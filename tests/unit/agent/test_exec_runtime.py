@@ -288,7 +288,7 @@ async def test_ids_states_and_removal(runtime: ExecRuntime, state_dir: Path) -> 
     for missing in (cid, "../../etc/passwd", "nonsense"):
         with pytest.raises(ContainerNotFound):
             await runtime.status(missing)
-    runtime.remove_pod(identity().pod_uid)
+    await runtime.remove_sandbox(identity().pod_uid)
     assert not (state_dir / "pods" / identity().pod_uid).exists()
 
 

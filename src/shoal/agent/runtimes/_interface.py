@@ -17,16 +17,25 @@ Exceptions::
      ├── ContainerExists       create() of an identity (pod uid, name, attempt) that exists
      ├── InvalidState          the call does not fit the state: start() twice, remove() of a
      │                         running container, exec() in one that is not running
-     └── StartFailed           the process could not be started; ``reason`` and ``message``
-                               are what the container status shows (StartError, ...)
+     ├── StartFailed           the process could not be started; ``reason`` and ``message``
+     │                         are what the container status shows (StartError, ...)
+     └── ImageError            create() found no usable image: ``reason`` is ErrImagePull or
+                               ErrImageNeverPull, ``message`` the engine's words
+
+Pods as a whole: a runtime with isolation (docker) holds a *sandbox* per pod, the network
+namespace its containers share (Kubernetes' pause container); ``run_sandbox`` before the first
+container, ``remove_sandbox`` after the last. The exec runtime's sandbox is the host itself.
 """
 
 from __future__ import annotations
 
 import enum
 from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
+
+from shoal.api.quantity import parse_quantity
 
 # Termination reasons, as the kubelet reports them.
 REASON_COMPLETED = "Completed"  # exit code 0
@@ -34,6 +43,8 @@ REASON_ERROR = "Error"  # any other exit code, or killed by a signal (128 + sign
 REASON_START_ERROR = "StartError"  # missing or non-executable command, bad workingDir
 REASON_STATUS_UNKNOWN = "ContainerStatusUnknown"  # ended while the runtime could not see how
 REASON_OOM_KILLED = "OOMKilled"  # runtimes with memory limits (docker); never from exec
+REASON_ERR_IMAGE_PULL = "ErrImagePull"  # the pull failed (or imagePullPolicy Always could not)
+REASON_ERR_IMAGE_NEVER_PULL = "ErrImageNeverPull"  # imagePullPolicy Never, image not on the node
 EXIT_CODE_START_ERROR = 128  # what containerd reports for a container that never ran
 EXIT_CODE_UNKNOWN = 137  # what the kubelet reports with ContainerStatusUnknown
 
@@ -79,6 +90,17 @@ class StartFailed(ContainerRuntimeError):
         self.message = message
 
 
+class ImageError(ContainerRuntimeError):
+    """create() has no image to run: ``reason`` is REASON_ERR_IMAGE_PULL or
+    REASON_ERR_IMAGE_NEVER_PULL and ``message`` what the engine said. Nothing was created."""
+
+    def __init__(self, image: str, reason: str, message: str) -> None:
+        super().__init__(f"{image}: {reason}: {message}")
+        self.image = image
+        self.reason = reason
+        self.message = message
+
+
 @dataclass(frozen=True, slots=True)
 class ContainerIdentity:
     """Which container of which pod, and which attempt (the pod's restartCount for it)."""
@@ -110,19 +132,35 @@ class ContainerIdentity:
 
 
 @dataclass(frozen=True, slots=True)
+class Mount:
+    """A host path seen inside the container; the agent has prepared the host side (volumes)."""
+
+    host_path: str
+    container_path: str
+    read_only: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class ContainerSpec:
     """What to run: the parts of a core/v1 Container a runtime needs.
 
     ``command`` replaces the image's entrypoint and ``args`` its cmd, as in Kubernetes; the exec
     runtime has no image, so it runs ``command + args`` (or ``args`` alone when there is no
-    command). ``env`` is ordered, as in the Pod, and holds plain values only.
+    command). ``env`` is ordered, as in the Pod, and holds plain values only. Image, pull
+    policy, mounts and limits are ignored by the exec runtime, which isolates nothing.
     """
 
     command: tuple[str, ...] = ()
     args: tuple[str, ...] = ()
     env: tuple[tuple[str, str], ...] = ()
     working_dir: str | None = None
-    image: str | None = None  # ignored by the exec runtime
+    image: str | None = None
+    image_pull_policy: str = "IfNotPresent"  # Always | IfNotPresent | Never
+    mounts: tuple[Mount, ...] = ()
+    cpu_limit: float | None = None  # cores (resources.limits.cpu)
+    memory_limit: int | None = None  # bytes (resources.limits.memory)
+    stdin: bool = False
+    tty: bool = False
 
     @property
     def argv(self) -> tuple[str, ...]:
@@ -141,12 +179,19 @@ class ContainerSpec:
             if "valueFrom" in item:
                 raise ValueError(f"env {item['name']!r}: valueFrom must be resolved before the runtime")
             env.append((item["name"], item.get("value", "")))
+        limits = (container.get("resources") or {}).get("limits") or {}
+        cpu, memory = limits.get("cpu"), limits.get("memory")
         return cls(
             command=tuple(container.get("command") or ()),
             args=tuple(container.get("args") or ()),
             env=tuple(env),
             working_dir=container.get("workingDir") or None,
             image=container.get("image"),
+            image_pull_policy=container.get("imagePullPolicy") or "IfNotPresent",
+            cpu_limit=float(parse_quantity(cpu)) if cpu is not None else None,
+            memory_limit=int(parse_quantity(memory)) if memory is not None else None,
+            stdin=bool(container.get("stdin")),
+            tty=bool(container.get("tty")),
         )
 
 
@@ -211,8 +256,68 @@ class ContainerStats:
     """Resource use of a running container's processes, summed."""
 
     cpu_seconds: float  # user + system, including reaped children
-    memory_rss_bytes: int
+    memory_rss_bytes: int  # the working set for runtimes with cgroups (usage less page cache)
     processes: int
+
+
+@dataclass(frozen=True, slots=True)
+class PortMapping:
+    """A container port published on the node (core/v1 ContainerPort with a hostPort)."""
+
+    container_port: int
+    host_port: int
+    protocol: str = "TCP"
+    host_ip: str = ""  # "": every address of the node
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxSpec:
+    """The pod-wide part of a pod: its network namespace and what it publishes."""
+
+    namespace: str
+    pod_name: str
+    pod_uid: str
+    hostname: str
+    ports: tuple[PortMapping, ...] = ()
+    host_network: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Sandbox:
+    """A pod's running sandbox. ``ip`` is the pod's address; None means the node's own (host
+    networking, and every pod of the exec runtime)."""
+
+    namespace: str
+    pod_name: str
+    pod_uid: str
+    id: str
+    ip: str | None = None
+
+
+class ExecSession(Protocol):
+    """A command running in a container for a user (``shoal exec``, ``kubectl exec``): its
+    stdin, its output as it comes, and its exit code."""
+
+    async def write(self, data: bytes) -> None:
+        """Send bytes to the command's stdin (opened only when asked for)."""
+        ...
+
+    async def close_stdin(self) -> None:
+        """End of input: the command reads EOF."""
+        ...
+
+    async def read(self) -> tuple[int, bytes] | None:
+        """The next chunk of output as (1 stdout | 2 stderr, bytes); with a tty everything is
+        stdout. None once the command's output has ended."""
+        ...
+
+    async def resize(self, width: int, height: int) -> None:
+        """Set the tty's size; ignored without a tty."""
+        ...
+
+    async def exit_code(self) -> int:
+        """Wait for the command to end and return its exit code."""
+        ...
 
 
 @runtime_checkable
@@ -295,8 +400,37 @@ class Runtime(Protocol):
         """
         ...
 
+    def exec_session(
+        self, container_id: str, command: Sequence[str], *, stdin: bool = False, tty: bool = False
+    ) -> AbstractAsyncContextManager[ExecSession]:
+        """Start ``command`` in the running container for a user; leaving the context kills
+        it if it still runs.
+
+        Raises (on entering):
+            ContainerNotFound; InvalidState: not running; StartFailed: command not found.
+        """
+        ...
+
     async def stats(self, container_id: str) -> ContainerStats:
         """CPU and memory of the running container. Raises ContainerNotFound, InvalidState."""
+        ...
+
+    async def run_sandbox(self, spec: SandboxSpec) -> Sandbox:
+        """Make sure the pod's sandbox runs and return it: created at the first call, the
+        same one afterwards (also after an agent restart), a new one if it died.
+
+        Raises:
+            ContainerRuntimeError: it could not be made (e.g. its hostPort is taken).
+        """
+        ...
+
+    async def remove_sandbox(self, pod_uid: str) -> None:
+        """Stop and remove the pod's sandbox, and what the runtime keeps for the pod; a
+        no-op when there is none. Remove the pod's containers first."""
+        ...
+
+    async def list_sandboxes(self) -> Sequence[Sandbox]:
+        """Every sandbox on the node, also those of an earlier agent (adoption)."""
         ...
 
     async def close(self) -> None:

@@ -34,6 +34,7 @@ import shutil
 import signal
 import subprocess
 from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import NoReturn
 
@@ -54,10 +55,14 @@ from shoal.agent.runtimes._interface import (
     ContainerStats,
     ContainerStatus,
     ExecResult,
+    ExecSession,
     InvalidState,
+    Sandbox,
+    SandboxSpec,
     StartFailed,
 )
 from shoal.agent.runtimes._logs import read_log
+from shoal.agent.runtimes._session import start_session
 from shoal.agent.runtimes._spawn import (
     DEFAULT_PATH,
     ENV_CONTAINER_ID,
@@ -197,18 +202,36 @@ class ExecRuntime:
         with contextlib.suppress(OSError):
             base.parent.rmdir()  # the container's folder, once its last attempt is gone
 
-    def remove_pod(self, pod_uid: str) -> None:
-        """Delete a pod's folder (its default working directory) once no container of it is left.
+    # --- sandboxes: the host itself ---
 
-        Not part of ``Runtime``: the pod-level sandbox (network namespace, shared folders) is
-        still to be designed; this keeps the exec runtime from leaking folders meanwhile."""
-        pod_dir = self.state_dir / "pods" / pod_uid
-        if pod_dir.parent != self.state_dir / "pods" or not pod_uid or pod_uid.startswith("."):
-            raise ValueError(f"pod uid {pod_uid!r} cannot name a directory")
+    async def run_sandbox(self, spec: SandboxSpec) -> Sandbox:
+        """Nothing to isolate: the pod's processes share the node's network (ip None)."""
+        self._pod_dir(spec.pod_uid).mkdir(parents=True, exist_ok=True)
+        return Sandbox(spec.namespace, spec.pod_name, spec.pod_uid, id=spec.pod_uid)
+
+    async def remove_sandbox(self, pod_uid: str) -> None:
+        """Delete the pod's folder (its default working directory) once no container of it
+        is left."""
+        pod_dir = self._pod_dir(pod_uid)
         left = sorted(pod_dir.glob("*/*.json"))
         if left:
             raise ContainerRuntimeError(f"pod {pod_uid} still has {len(left)} container(s)", left[0].stem)
         shutil.rmtree(pod_dir, ignore_errors=True)
+
+    async def list_sandboxes(self) -> Sequence[Sandbox]:
+        """The pods with a folder; their names come from their containers' records."""
+        named = {info.identity.pod_uid: info.identity for info in await self.list()}
+        return [
+            Sandbox(named[uid].namespace, named[uid].pod_name, uid, id=uid)
+            for uid in sorted(p.name for p in (self.state_dir / "pods").glob("*"))
+            if uid in named
+        ]
+
+    def _pod_dir(self, pod_uid: str) -> Path:
+        pod_dir = self.state_dir / "pods" / pod_uid
+        if pod_dir.parent != self.state_dir / "pods" or not pod_uid or pod_uid.startswith("."):
+            raise ValueError(f"pod uid {pod_uid!r} cannot name a directory")
+        return pod_dir
 
     # --- observing ---
 
@@ -261,6 +284,35 @@ class ExecRuntime:
         except CannotRun as e:
             raise StartFailed(container_id, REASON_START_ERROR, str(e)) from None
         return await run_command(command, executable, cwd, env, max_output)
+
+    def exec_session(
+        self, container_id: str, command: Sequence[str], *, stdin: bool = False, tty: bool = False
+    ) -> AbstractAsyncContextManager[ExecSession]:
+        """A host process with the container's env and working directory (``_session``)."""
+        return self._exec_session(container_id, tuple(command), stdin, tty)
+
+    @contextlib.asynccontextmanager
+    async def _exec_session(
+        self, container_id: str, command: tuple[str, ...], stdin: bool, tty: bool
+    ) -> AsyncIterator[ExecSession]:
+        record = self._load(container_id)
+        if not self._alive(record):
+            raise InvalidState(f"container {container_id!r} is not running", container_id, record.state())
+        # Unmarked, as exec(): a user's command is not the container, never adopted as it.
+        env, cwd = self._env(record, marked=False), self._cwd(record)
+        try:
+            executable = resolve(command, env, cwd)
+        except CannotRun as e:
+            raise StartFailed(container_id, REASON_START_ERROR, str(e)) from None
+        try:
+            session = await start_session(command, executable, cwd, env, stdin=stdin, tty=tty)
+        except OSError as e:  # e.g. ENOEXEC: a file without a #! line
+            message = f'exec: "{command[0]}": {(e.strerror or str(e)).lower()}'
+            raise StartFailed(container_id, REASON_START_ERROR, message) from None
+        try:
+            yield session
+        finally:
+            await asyncio.shield(session.close())  # a cancelled caller must still kill it
 
     async def stats(self, container_id: str) -> ContainerStats:
         record = self._load(container_id)
