@@ -14,6 +14,7 @@ import base64
 import binascii
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from shoal.agent.runtimes import ContainerSpec
@@ -56,13 +57,9 @@ class EnvResolver:
         values = dict(env)
         command = tuple(expand(part, values) for part in container.get("command") or ())
         args = tuple(expand(part, values) for part in container.get("args") or ())
-        return ContainerSpec(
-            command=command,
-            args=args,
-            env=tuple(env),
-            working_dir=container.get("workingDir") or None,
-            image=container.get("image"),
-        )
+        # Image, pull policy, limits and the rest are read as the runtime contract reads them.
+        plain = ContainerSpec.from_container({**container, "env": []})
+        return replace(plain, command=command, args=args, env=tuple(env))
 
     async def environment(self, pod: Object, container: Mapping[str, Any]) -> list[tuple[str, str]]:
         namespace = pod["metadata"].get("namespace") or "default"

@@ -50,7 +50,7 @@ def container_status(view: ContainerView, runtime: str) -> dict[str, Any]:
     out: dict[str, Any] = {
         "name": view.name,
         "image": view.image,
-        "imageID": "",  # the exec runtime has no images; the schema requires the field
+        "imageID": "",  # none before a container exists (and never on the exec runtime)
         "ready": False,
         "restartCount": view.restart_count,
         "started": False,
@@ -60,6 +60,7 @@ def container_status(view: ContainerView, runtime: str) -> dict[str, Any]:
     current = view.current
     if current is not None:
         out["containerID"] = f"{runtime}://{current.id}"
+        out["imageID"] = current.image_id or ""
         out["state"] = _state(current, runtime)
         running = current.state is ContainerState.RUNNING
         out["started"] = running and view.started

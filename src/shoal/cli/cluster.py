@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 import click
 
 from shoal.cli.context import Interrupted, run
-from shoal.cli.server import LISTEN, STORE
+from shoal.cli.server import INSECURE, LISTEN, STORE
 from shoal.client.kubeconfig import DEFAULT_DATA_DIR
 
 if TYPE_CHECKING:
@@ -108,6 +108,7 @@ def _route_source(url: str) -> str:
 @click.command()
 @DATA_DIR
 @LISTEN
+@INSECURE
 @STORE
 @NAME
 @LABELS
@@ -119,6 +120,7 @@ def _route_source(url: str) -> str:
 def init(
     data_dir: Path,
     listen: str,
+    insecure: bool,
     store_url: str,
     name: str,
     labels: tuple[str, ...],
@@ -145,7 +147,7 @@ def init(
         click.echo(f"to add a worker, run on it:\n    shoal join {url} --token {token}")
 
     with suppress(Interrupted):
-        run(run_manager(data_dir, listen, store_url, agent=agent, on_ready=on_ready))
+        run(run_manager(data_dir, listen, store_url, agent=agent, on_ready=on_ready, insecure=insecure))
 
 
 @click.command()

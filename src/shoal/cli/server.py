@@ -21,6 +21,12 @@ LISTEN = click.option(
     metavar="HOST:PORT",
     help="Address to serve the API on; port 0 picks a free port.",
 )
+INSECURE = click.option(
+    "--insecure",
+    is_flag=True,
+    help="Serve plain HTTP without authentication on a non-loopback --listen address "
+    "(a trusted test network only; TLS comes with the security work).",
+)
 STORE = click.option(
     "--store",
     "store_url",
@@ -46,6 +52,7 @@ def ready_line(url: str, kubeconfig: Path) -> str:
     help="Where the state and the kubeconfig are kept.",
 )
 @LISTEN
+@INSECURE
 @STORE
 @click.option(
     "--apply",
@@ -54,7 +61,7 @@ def ready_line(url: str, kubeconfig: Path) -> str:
     metavar="FILE|DIR",
     help="Apply these manifests once the server is up (repeatable).",
 )
-def server(data_dir: Path, listen: str, store_url: str, apply_paths: tuple[str, ...]) -> None:
+def server(data_dir: Path, listen: str, insecure: bool, store_url: str, apply_paths: tuple[str, ...]) -> None:
     """Run the API server; writes a kubeconfig for shoal and kubectl into the data dir."""
     from shoal.server.run import serve  # the server stack loads only for this command
 
@@ -71,4 +78,14 @@ def server(data_dir: Path, listen: str, store_url: str, apply_paths: tuple[str, 
     # Once up, the server handles SIGINT/SIGTERM itself and returns; a Ctrl-C that comes
     # earlier (while the store opens) interrupts the runner instead: both end quietly.
     with suppress(Interrupted):
-        run(serve(data_dir, listen, store_url, apply_paths, on_ready=on_ready, on_applied=on_applied))
+        run(
+            serve(
+                data_dir,
+                listen,
+                store_url,
+                apply_paths,
+                on_ready=on_ready,
+                on_applied=on_applied,
+                insecure=insecure,
+            )
+        )

@@ -24,10 +24,11 @@ async def run_manager(
     *,
     agent: AgentConfig | None = None,
     on_ready: Callable[[str, str], None] | None = None,
+    insecure: bool = False,
 ) -> None:
     """Serve and manage until SIGINT/SIGTERM. ``on_ready(url, worker_token)`` is called once
     the API listens."""
-    async with api_server(data_dir, listen, store_url) as (resources, server):
+    async with api_server(data_dir, listen, store_url, insecure=insecure) as (resources, server):
         local = LocalClient(resources)
         token = (await join_tokens.tokens(local))["worker"]
         async with asyncio.TaskGroup() as tasks:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import logging
 import signal
 import socket
 from collections.abc import AsyncIterator, Callable
@@ -19,12 +20,14 @@ from shoal.server.app import create_app
 from shoal.server.resources import Resources
 from shoal.store import open_store
 
+log = logging.getLogger(__name__)
+
 
 class ConfigError(Exception):
     """A server setting that cannot work; the message says which and why."""
 
 
-def parse_listen(listen: str) -> tuple[str, int]:
+def parse_listen(listen: str, *, insecure: bool = False) -> tuple[str, int]:
     host, sep, port_text = listen.rpartition(":")
     if not sep or not port_text.isdigit() or not 0 <= int(port_text) < 65536:
         raise ConfigError(f"--listen {listen!r}: expected HOST:PORT, as in 127.0.0.1:6443")
@@ -33,22 +36,25 @@ def parse_listen(listen: str) -> tuple[str, int]:
         loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
     except ValueError:
         loopback = False
-    if not loopback:
+    if not loopback and not insecure:
         raise ConfigError(
             f"--listen {listen!r}: plain HTTP is served only on a loopback address until TLS "
-            "arrives with the security work; use 127.0.0.1:PORT"
+            "arrives with the security work; use 127.0.0.1:PORT, or --insecure on a network "
+            "you trust (a test lab)"
         )
+    if not loopback:
+        log.warning("serving plain HTTP without authentication on %s (--insecure)", listen)
     return host, int(port_text)
 
 
 @contextlib.asynccontextmanager
 async def api_server(
-    data_dir: Path, listen: str, store_url: str = ""
+    data_dir: Path, listen: str, store_url: str = "", *, insecure: bool = False
 ) -> AsyncIterator[tuple[Resources, Listening]]:
     """The API on ``listen`` over the store in ``data_dir`` (or ``store_url``), seeded, with
     the kubeconfig written and SIGINT/SIGTERM stopping it; what ``shoal server`` and the
     manager share. The store is closed on the way out."""
-    host, port = parse_listen(listen)
+    host, port = parse_listen(listen, insecure=insecure)
     data_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 (once, before serving)
     try:
         store = await open_store(store_url or f"sqlite:///{data_dir / 'state.db'}")
@@ -74,10 +80,12 @@ async def serve(
     apply_paths: tuple[str, ...] = (),
     on_ready: Callable[[str], None] | None = None,
     on_applied: Callable[[manifests.Manifest, str], None] | None = None,
+    *,
+    insecure: bool = False,
 ) -> None:
     """Serve until SIGINT/SIGTERM. ``on_ready`` is told the server URL once it listens,
     ``on_applied`` each manifest of ``apply_paths`` and what applying it did."""
-    async with api_server(data_dir, listen, store_url) as (resources, server):
+    async with api_server(data_dir, listen, store_url, insecure=insecure) as (resources, server):
         client = LocalClient(resources)
         for path in apply_paths:
             for manifest in manifests.load(path):

@@ -214,6 +214,7 @@ class ContainerStatus:
     reason: str | None = None
     message: str | None = None
     pid: int | None = None  # exec runtime only; for debugging
+    image_id: str | None = None  # the image's id (sha256:...), for runtimes with images
 
     def as_k8s_state(self) -> dict[str, Any]:
         """The core/v1 ContainerState for this status (the agent adds restart counts etc.)."""

@@ -83,10 +83,11 @@ def _status_of(inspect: dict[str, Any]) -> ContainerStatus:
     started, finished = _docker_time(state.get("StartedAt")), _docker_time(state.get("FinishedAt"))
     status = state.get("Status")
     error = state.get("Error") or None
+    image = inspect.get("Image") or None
     if status in ("running", "paused", "restarting"):
-        return ContainerStatus(cid, ContainerState.RUNNING, created, started_at=started)
+        return ContainerStatus(cid, ContainerState.RUNNING, created, started_at=started, image_id=image)
     if status == "created" and not error:
-        return ContainerStatus(cid, ContainerState.CREATED, created)
+        return ContainerStatus(cid, ContainerState.CREATED, created, image_id=image)
     if error and started is None:
         # start() failed: runc could not exec the command (missing, not executable, bad cwd)
         return ContainerStatus(
@@ -97,6 +98,7 @@ def _status_of(inspect: dict[str, Any]) -> ContainerStatus:
             exit_code=EXIT_CODE_START_ERROR,
             reason=REASON_START_ERROR,
             message=error,
+            image_id=image,
         )
     code = int(state.get("ExitCode") or 0)
     reason = REASON_COMPLETED if code == 0 else REASON_ERROR
@@ -111,6 +113,7 @@ def _status_of(inspect: dict[str, Any]) -> ContainerStatus:
         exit_code=code,
         reason=reason,
         message=error,
+        image_id=image,
     )
 
 
