@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from tests import docker_engine as docker_engine_mod
+from tests import netns
+from tests.docker_engine import DockerEngine
 from tests.helpers import LineReader
+from tests.netns import Host, Lab
 
 SHOAL = str(Path(sys.executable).with_name("shoal"))  # the console script of this venv
 
@@ -82,3 +88,132 @@ def shoal_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ShoalServ
         yield server
     finally:
         stop_shoal_server(server)
+
+
+# --------------------------------------------------------------------------- Docker engines
+#
+# A private dockerd in a network namespace of a test lab (tests/netns.py, tests/docker_engine.py):
+#
+# - ``docker_pool`` (session): the lab (``pool.lab``) and ``pool.engine(...)`` to start more
+#   engines on new lab hosts; ``with pool.engines(2) as (a, b): ...`` for module fixtures;
+# - ``docker_engine`` (session): a running DockerEngine on lab host 1 with BUSYBOX_IMAGE
+#   imported (``docker_engine.image``, ``.host.ip``, ``.url``, ``.env()``, ``.cli(...)``);
+#   shared by every test: clean up your containers (``remove_all_containers()``) or use
+#   ``docker_engine_factory``;
+# - ``docker_engine_factory`` (function): ``make()`` returns a new engine (image imported) on a
+#   new lab host; stopped, and the host removed, at the end of the test;
+# - ``lab_host`` (function): a new lab host without an engine (a client, say), removed at the end.
+#
+# Tests using them get the ``docker`` marker automatically. Without root, ``ip``/``nsenter``,
+# dockerd or a static busybox they skip saying why; with SHOAL_REQUIRE_DOCKER=1 (CI) they fail.
+
+DOCKER_FIXTURES = {"docker_pool", "docker_engine", "docker_engine_factory", "lab_host"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if DOCKER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.docker)
+
+
+class DockerPool:
+    """The session's lab, and engines started on hosts added to it."""
+
+    def __init__(self, lab: Lab) -> None:
+        self.lab = lab
+        self.started: list[DockerEngine] = []
+
+    def host(self) -> Host:
+        return self.lab.add_host()
+
+    def engine(self, host: Host | None = None, image: bool = True, **kw: Any) -> DockerEngine:
+        """Start an engine on ``host`` (default: a new lab host), with the busybox image."""
+        engine = DockerEngine(host or self.lab.add_host(), **kw)
+        self.started.append(engine)
+        engine.start()
+        if image:
+            engine.import_busybox()
+        return engine
+
+    def release(self, engine: DockerEngine, remove_host: bool = True) -> None:
+        engine.stop()
+        if engine in self.started:
+            self.started.remove(engine)
+        if remove_host:
+            self.lab.remove_host(engine.host)
+
+    @contextlib.contextmanager
+    def engines(self, n: int, image: bool = True) -> Iterator[list[DockerEngine]]:
+        made: list[DockerEngine] = []
+        try:
+            for _ in range(n):
+                made.append(self.engine(image=image))
+            yield made
+        finally:
+            for engine in made:
+                self.release(engine)
+
+    def close(self) -> None:
+        for engine in reversed(self.started):
+            engine.stop()
+        self.started.clear()
+        self.lab.close()
+
+
+def _docker_unavailable(why: str) -> None:
+    if os.environ.get("SHOAL_REQUIRE_DOCKER") == "1":
+        pytest.fail(f"SHOAL_REQUIRE_DOCKER=1 but no Docker engine can run here: {why}")
+    pytest.skip(f"no Docker engine here: {why}")
+
+
+@pytest.fixture(scope="session")
+def docker_pool() -> Iterator[DockerPool]:
+    why = netns.check_prerequisites() or docker_engine_mod.check_prerequisites()
+    if why is None and docker_engine_mod.docker_cli() is None:
+        why = "the docker CLI is not on PATH (Debian package docker.io)"
+    if why:
+        _docker_unavailable(why)
+    # After a killed run: its namespaces (and what runs there: dockerd, shims, containers),
+    # then its engines' mounts and directories.
+    netns.remove_leftovers()
+    docker_engine_mod.remove_leftovers()
+    try:
+        lab = Lab(hosts=0)
+        lab.open()
+    except netns.LabError as err:
+        _docker_unavailable(f"cannot create network namespaces: {err}")
+    pool = DockerPool(lab)
+    try:
+        yield pool
+    finally:
+        pool.close()
+
+
+@pytest.fixture(scope="session")
+def docker_engine(docker_pool: DockerPool) -> DockerEngine:
+    return docker_pool.engine()
+
+
+@pytest.fixture
+def docker_engine_factory(docker_pool: DockerPool) -> Iterator[Callable[..., DockerEngine]]:
+    made: list[DockerEngine] = []
+
+    def make(image: bool = True, **kw: Any) -> DockerEngine:
+        engine = docker_pool.engine(image=image, **kw)
+        made.append(engine)
+        return engine
+
+    try:
+        yield make
+    finally:
+        for engine in made:
+            docker_pool.release(engine)
+
+
+@pytest.fixture
+def lab_host(docker_pool: DockerPool) -> Iterator[Host]:
+    host = docker_pool.host()
+    try:
+        yield host
+    finally:
+        docker_pool.lab.remove_host(host)

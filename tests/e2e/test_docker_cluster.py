@@ -1,0 +1,406 @@
+"""Real containers end to end: three lab hosts (network namespaces), each with a private Docker
+engine; `shoal init --runtime docker` on the first, `shoal join --runtime docker` on the others.
+Every command runs inside a host's namespace, as a user on that machine would run it."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import secrets
+import signal
+import subprocess
+import textwrap
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import SHOAL, DockerPool
+from tests.docker_engine import DockerEngine, unmount_under
+from tests.helpers import LineReader, wait_until
+from tests.netns import Host
+
+PORT = 6443
+APP = "shoal.io/container-name"  # the label of app containers (sandboxes do not carry it)
+
+
+@dataclass
+class Node:
+    name: str
+    engine: DockerEngine
+    process: subprocess.Popen[str]
+    argv: list[str]
+
+    @property
+    def host(self) -> Host:
+        return self.engine.host
+
+    def app_containers(self, **labels: str) -> list[dict[str, Any]]:
+        return self.engine.containers(**{APP: "", **labels})
+
+
+@dataclass
+class Cluster:
+    url: str
+    nodes: list[Node] = field(default_factory=list)
+
+    @property
+    def manager(self) -> Host:
+        return self.nodes[0].host
+
+    def shoal(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
+        return self.manager.run([SHOAL, "--server", self.url, *args], input=input, timeout=60)
+
+    def ok(self, *args: str, input: str | None = None) -> str:
+        done = self.shoal(*args, input=input)
+        assert done.returncode == 0, (args, done.stdout, done.stderr)
+        return done.stdout
+
+    def get(self, path: str) -> Any:
+        """A GET on the API from inside the manager's host (busybox wget)."""
+        done = self.manager.run(["busybox", "wget", "-q", "-O-", f"{self.url}{path}"], timeout=30)
+        assert done.returncode == 0, (path, done.stderr)
+        return json.loads(done.stdout)
+
+    def apply(self, manifest: str) -> None:
+        self.ok("apply", "-f", "-", input=textwrap.dedent(manifest))
+
+    def pods(self, selector: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = self.get(f"/api/v1/namespaces/default/pods?labelSelector={selector}")[
+            "items"
+        ]
+        return items
+
+    def pod(self, name: str) -> dict[str, Any]:
+        found: dict[str, Any] = self.get(f"/api/v1/namespaces/default/pods/{name}")
+        return found
+
+    def ready_nodes(self) -> set[str]:
+        return {
+            n["metadata"]["name"]
+            for n in self.get("/api/v1/nodes")["items"]
+            if any(c["type"] == "Ready" and c["status"] == "True" for c in n["status"].get("conditions", []))
+        }
+
+    def node(self, name: str) -> Node:
+        return next(n for n in self.nodes if n.name == name)
+
+
+def _container(pod: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(s for s in pod.get("status", {}).get("containerStatuses", []) if s["name"] == name)
+
+
+def running(pods: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        p
+        for p in pods
+        if p.get("status", {}).get("phase") == "Running"
+        and all(s.get("ready") for s in p["status"].get("containerStatuses", []))
+        and not p["metadata"].get("deletionTimestamp")
+    ]
+
+
+def _start(host: Host, argv: list[str]) -> subprocess.Popen[str]:
+    return host.popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _join(cluster: Cluster, token: str, name: str, engine: DockerEngine, data_dir: Path) -> Node:
+    argv = [
+        SHOAL,
+        "join",
+        cluster.url,
+        "--token",
+        token,
+        "--name",
+        name,
+        "--data-dir",
+        str(data_dir),
+        "--runtime",
+        "docker",
+        "--docker-host",
+        engine.url,
+    ]
+    process = _start(engine.host, argv)
+    LineReader(process.stdout).wait_for(lambda s: "joined the cluster" in s, timeout=30)
+    return Node(name, engine, process, argv)
+
+
+@pytest.fixture(scope="module")
+def cluster(docker_pool: DockerPool, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    data_dir = tmp_path_factory.mktemp("docker-cluster")
+    with docker_pool.engines(3) as engines:
+        first = engines[0]
+        url = f"http://{first.host.ip}:{PORT}"
+        argv = [
+            SHOAL,
+            "init",
+            "--data-dir",
+            str(data_dir / "node-1"),
+            "--listen",
+            f"{first.host.ip}:{PORT}",
+            "--insecure",  # plain HTTP on the lab's network: TLS comes with the security issue
+            "--name",
+            "node-1",
+            "--runtime",
+            "docker",
+            "--docker-host",
+            first.url,
+        ]
+        manager = _start(first.host, argv)
+        found = Cluster(url, [Node("node-1", first, manager, argv)])
+        try:
+            lines = LineReader(manager.stdout)
+            token = re.search(r"--token (\S+)", lines.wait_for(lambda s: "shoal join" in s, timeout=60))
+            assert token
+            for i, engine in enumerate(engines[1:], start=2):
+                found.nodes.append(_join(found, token.group(1), f"node-{i}", engine, data_dir / f"node-{i}"))
+            wait_until(
+                lambda: found.ready_nodes() == {"node-1", "node-2", "node-3"}, timeout=60, what="3 nodes"
+            )
+            yield found
+        finally:
+            for node in reversed(found.nodes):
+                if node.process.poll() is None:
+                    node.process.terminate()
+                    try:
+                        node.process.wait(timeout=15)
+                    except subprocess.TimeoutExpired:
+                        node.process.kill()
+            # The agents leave their pods running (they outlive agents): the engines go with
+            # the pool, and the secret volumes' tmpfs mounts go here.
+            unmount_under(data_dir)
+
+
+def _delete(cluster: Cluster, *what: str) -> None:
+    cluster.ok("delete", *what)
+
+
+def test_a_deployment_serves_through_host_ports_and_killed_containers_come_back(cluster: Cluster) -> None:
+    cluster.apply(
+        """
+        apiVersion: apps/v1
+        kind: Deployment
+        metadata: {name: web}
+        spec:
+          replicas: 3
+          selector: {matchLabels: {app: web}}
+          template:
+            metadata: {labels: {app: web}}
+            spec:
+              containers:
+              - name: httpd
+                image: shoal-test/busybox:1
+                command: [sh, -c, 'mkdir -p /w && hostname > /w/index.html && exec httpd -f -p 80 -h /w']
+                ports: [{containerPort: 80, hostPort: 8080}]
+                readinessProbe: {httpGet: {port: 80}, periodSeconds: 1}
+        """
+    )
+    wait_until(lambda: len(running(cluster.pods("app=web"))) == 3, timeout=90, what="3 web pods ready")
+    pods = cluster.pods("app=web")
+    assert {p["spec"]["nodeName"] for p in pods} == {"node-1", "node-2", "node-3"}  # one per hostPort
+    for node in cluster.nodes:
+        # Served through the node's port, from another host: the pod's hostname comes back.
+        done = cluster.manager.run(["busybox", "wget", "-q", "-O-", f"http://{node.host.ip}:8080/"])
+        on_node = next(p for p in pods if p["spec"]["nodeName"] == node.name)
+        assert done.stdout.strip() == on_node["metadata"]["name"], done.stderr
+
+    victim = cluster.node("node-2")
+    [container] = victim.app_containers(**{"shoal.io/pod-name": ""})
+    victim.engine.api("POST", f"/containers/{container['Id']}/kill")
+    name = next(p["metadata"]["name"] for p in pods if p["spec"]["nodeName"] == "node-2")
+
+    def came_back() -> bool:
+        status = _container(cluster.pod(name), "httpd")
+        return status["restartCount"] == 1 and status["ready"]
+
+    wait_until(came_back, timeout=60, what="the killed container restarted and ready")
+    last = _container(cluster.pod(name), "httpd")["lastState"]["terminated"]
+    assert last["exitCode"] == 137
+    done = cluster.manager.run(["busybox", "wget", "-q", "-O-", f"http://{victim.host.ip}:8080/"])
+    assert done.stdout.strip() == name
+    _delete(cluster, "deployment", "web")
+    wait_until(
+        lambda: not any(n.app_containers() for n in cluster.nodes), timeout=60, what="web containers gone"
+    )
+
+
+def test_a_memory_hog_is_oom_killed(cluster: Cluster) -> None:
+    cluster.apply(
+        """
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: hog}
+        spec:
+          restartPolicy: Never
+          containers:
+          - name: hog
+            image: shoal-test/busybox:1
+            command: [tail, /dev/zero]  # keeps the line it reads: it never ends
+            resources: {limits: {memory: 32Mi}}
+        """
+    )
+
+    def terminated() -> dict[str, Any] | None:
+        status = cluster.pod("hog").get("status", {})
+        state = next(iter(status.get("containerStatuses", [])), {}).get("state", {})
+        return state.get("terminated") if status.get("phase") == "Failed" else None
+
+    wait_until(lambda: terminated() is not None, timeout=60, what="the hog to be killed")
+    assert (terminated() or {})["reason"] == "OOMKilled"
+    assert (terminated() or {})["exitCode"] == 137
+    _delete(cluster, "pod", "hog")
+
+
+def test_a_mounted_secret_is_readable_inside_and_absent_from_docker_inspect(cluster: Cluster) -> None:
+    value = secrets.token_hex(16)
+    encoded = base64.b64encode(value.encode()).decode()
+    cluster.apply(
+        f"""
+        apiVersion: v1
+        kind: Secret
+        metadata: {{name: db}}
+        data: {{password: {encoded}}}
+        ---
+        apiVersion: v1
+        kind: ConfigMap
+        metadata: {{name: settings}}
+        data: {{mode: fast, other: slow}}
+        ---
+        apiVersion: v1
+        kind: Pod
+        metadata: {{name: reader, labels: {{app: reader}}}}
+        spec:
+          nodeSelector: {{kubernetes.io/hostname: node-3}}
+          containers:
+          - name: reader
+            image: shoal-test/busybox:1
+            command: [sh, -c, "$(SCRIPT)"]
+            env:
+            - name: SCRIPT
+              value: >-
+                cat /run/secrets/db/password; echo; ls -l /etc/settings /run/secrets/db;
+                touch /run/secrets/db/x || echo read-only; sleep 3600
+            volumeMounts:
+            - {{name: db, mountPath: /run/secrets/db}}
+            - {{name: settings, mountPath: /etc/settings}}
+          volumes:
+          - name: db
+            secret: {{secretName: db, defaultMode: 0400}}
+          - name: settings
+            configMap: {{name: settings, items: [{{key: mode, path: speed}}]}}
+        """
+    )
+    wait_until(lambda: len(running(cluster.pods("app=reader"))) == 1, timeout=60, what="the reader running")
+    logs = ""
+
+    def logged() -> bool:
+        nonlocal logs
+        logs = cluster.ok("logs", "reader")
+        return "read-only" in logs
+
+    wait_until(logged, timeout=30, what="the reader's output")
+    assert value in logs
+    assert re.search(r"-rw-r--r--.* speed", logs), logs  # items: only the key asked for, at its path
+    assert re.search(r"-r--------.* password", logs), logs  # defaultMode
+    assert "other" not in logs
+    node = cluster.node("node-3")
+    for container in node.engine.containers(all=True):
+        inspected = node.engine.cli("inspect", container["Id"]).stdout
+        assert value not in inspected and encoded not in inspected
+    _delete(cluster, "pod", "reader")
+
+
+def test_two_containers_of_a_pod_talk_over_localhost(cluster: Cluster) -> None:
+    cluster.apply(
+        """
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: pair, labels: {app: pair}}
+        spec:
+          containers:
+          - name: server
+            image: shoal-test/busybox:1
+            command: [sh, -c, 'mkdir /w; echo from-the-server >/w/index.html; exec httpd -f -p 9000 -h /w']
+          - name: client
+            image: shoal-test/busybox:1
+            command: [sh, -c, 'until wget -q -O- http://localhost:9000/; do sleep 0.2; done; sleep 3600']
+        """
+    )
+    wait_until(
+        lambda: "from-the-server" in cluster.ok("logs", "pair", "-c", "client"), timeout=60, what="the reply"
+    )
+    pod = cluster.pod("pair")
+    node = cluster.node(pod["spec"]["nodeName"])
+    uid = pod["metadata"]["uid"]
+    assert len(node.app_containers(**{"shoal.io/pod-uid": uid})) == 2
+    assert pod["status"]["podIP"].startswith("172.")  # the sandbox's address on the engine's bridge
+
+    _delete(cluster, "pod", "pair")
+    wait_until(
+        lambda: node.engine.containers(all=True, **{"shoal.io/pod-uid": uid}) == [],
+        timeout=60,
+        what="the pod's containers and sandbox removed",
+    )
+
+
+def test_a_restarted_agent_adopts_its_containers(cluster: Cluster) -> None:
+    cluster.apply(
+        """
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: steady, labels: {app: steady}}
+        spec:
+          nodeSelector: {kubernetes.io/hostname: node-2}
+          containers:
+          - name: app
+            image: shoal-test/busybox:1
+            command: [sleep, '3600']
+        """
+    )
+    wait_until(lambda: len(running(cluster.pods("app=steady"))) == 1, timeout=60, what="steady running")
+    node = cluster.node("node-2")
+    before = sorted(c["Id"] for c in node.engine.containers(all=True))
+    node.process.send_signal(signal.SIGKILL)
+    node.process.wait(timeout=10)
+    assert sorted(c["Id"] for c in node.engine.containers()) == before  # the workload outlives it
+    node.process = _start(node.host, node.argv)
+    LineReader(node.process.stdout).wait_for(lambda s: "joined the cluster" in s, timeout=30)
+    # The new agent has synced the pod once its status says so again; nothing was made twice.
+    wait_until(lambda: "node-2" in cluster.ready_nodes(), timeout=30, what="node-2 Ready again")
+    wait_until(lambda: len(running(cluster.pods("app=steady"))) == 1, timeout=30, what="steady still running")
+    assert sorted(c["Id"] for c in node.engine.containers(all=True)) == before
+    assert _container(cluster.pod("steady"), "app")["restartCount"] == 0
+    _delete(cluster, "pod", "steady")
+
+
+def test_an_image_that_cannot_be_pulled_waits_with_the_engines_reason(cluster: Cluster) -> None:
+    cluster.apply(
+        """
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: absent}
+        spec:
+          containers:
+          - {name: never, image: 'shoal-test/absent:1', imagePullPolicy: Never}
+          - {name: pull, image: 'shoal-test/absent:2'}
+        """
+    )
+
+    def reasons() -> dict[str, str]:
+        statuses = cluster.pod("absent").get("status", {}).get("containerStatuses", [])
+        return {s["name"]: s["state"].get("waiting", {}).get("reason", "") for s in statuses}
+
+    wait_until(
+        lambda: (
+            reasons().get("never") == "ErrImageNeverPull"
+            and reasons().get("pull") in ("ErrImagePull", "ImagePullBackOff")
+        ),
+        timeout=60,
+        what="image errors in the status",
+    )
+    pull = _container(cluster.pod("absent"), "pull")["state"]["waiting"]
+    assert pull["message"]  # the engine's words
+    _delete(cluster, "pod", "absent")
