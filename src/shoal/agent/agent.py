@@ -1,8 +1,8 @@
 """The node agent: registration and heartbeat (``node``) beside pod sync (``podsync``), in one
 task group, so that cancelling ``run()`` stops both and a crash of either stops the agent.
 
-A small HTTP endpoint (``logserver``) serves the containers' logs to the manager; the Node
-reports its port.
+A small HTTP endpoint (``nodeserver``) serves the containers' logs and exec sessions to the
+manager; the Node reports its port.
 
 Neither half waits for the other: pods are adopted and kept running even while the Node
 cannot be registered (the manager is away), and a registered Node stays Ready only as long as
@@ -16,8 +16,8 @@ import asyncio
 import logging
 
 from shoal.agent.config import AgentConfig
-from shoal.agent.logserver import LogServer
 from shoal.agent.node import NodeRegistration
+from shoal.agent.nodeserver import NodeServer
 from shoal.agent.podsync import PodSync
 from shoal.agent.probes import Probes
 from shoal.agent.runtimes import Runtime
@@ -44,14 +44,14 @@ class Agent:
         self.config = config
         self.node = NodeRegistration(client, config, runtime.name)
         self.pods = PodSync(client, runtime, config, probes=probes)
-        self.logs = LogServer(runtime, config.internal_ip)
+        self.logs = NodeServer(runtime, config.internal_ip)
 
     async def run(self) -> None:
         """Run until cancelled; the runtime is closed on the way out, never its containers."""
         log.info("agent of node %s starting (runtime %s)", self.config.node_name, self.runtime.name)
         try:
             async with asyncio.TaskGroup() as tasks:
-                tasks.create_task(self.logs.run(), name="log endpoint")
+                tasks.create_task(self.logs.run(), name="node endpoint")
                 await self.logs.listening.wait()  # the Node reports its port
                 self.node.kubelet_port = self.logs.port
                 tasks.create_task(self.node.run(), name="node registration")

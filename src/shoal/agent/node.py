@@ -113,7 +113,7 @@ class NodeRegistration:
         self.runtime_name = runtime_name
         self.registered = asyncio.Event()  # set once the Node exists with this agent's status
         self._lease: Object | None = None  # the last Lease written, to renew without a read
-        self.kubelet_port = 0  # the agent's log endpoint (``logserver``); 0: none
+        self.kubelet_port = 0  # the agent's endpoint (``nodeserver``); 0: none
 
     def labels(self) -> dict[str, str]:
         return {

@@ -12,8 +12,9 @@ from pathlib import Path
 import click
 
 from shoal.api.errors import ApiError, ServiceUnavailable
-from shoal.cli import cluster, logs, node, resources, server, service, token
+from shoal.cli import cluster, logs, node, resources, server, service, swarm_objects, token
 from shoal.cli.context import Failed, Interrupted, Settings
+from shoal.cli.exec import exec_
 from shoal.cli.output import echo_error
 from shoal.client.kubeconfig import DEFAULT_DATA_DIR, KubeconfigError
 from shoal.client.manifests import ManifestError
@@ -58,10 +59,13 @@ cli.add_command(resources.get)
 cli.add_command(resources.describe)
 cli.add_command(resources.delete)
 cli.add_command(logs.logs)
+cli.add_command(exec_)
 cli.add_command(token.token)
 cli.add_command(service.service)
 cli.add_command(service.ps)
 cli.add_command(node.node)
+cli.add_command(swarm_objects.secret)
+cli.add_command(swarm_objects.config)
 
 
 def explain(err: BaseException) -> tuple[str, int]:

@@ -17,7 +17,8 @@ import yaml
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
 
 from shoal.api import REGISTRY, Kind, Object
 from shoal.api.errors import (
@@ -36,7 +37,7 @@ from shoal.api.errors import (
 from shoal.api.validation import dns1123_subdomain
 from shoal.client.local import LocalClient
 from shoal.security import tokens as join_tokens
-from shoal.server import discovery, logs, openapi, scale
+from shoal.server import discovery, logs, openapi, podexec, scale
 from shoal.server.resources import (
     IGNORE,
     STRICT,
@@ -198,6 +199,9 @@ class Api:
             raise NotFound(f"no OpenAPI document for {path}")
         return Response(doc, media_type=JSON)
 
+    async def pod_exec(self, websocket: WebSocket) -> None:
+        await podexec.pod_exec(self.resources, websocket)
+
     # -- resources -----------------------------------------------------------------------
 
     async def core_resource(self, request: Request) -> Response:
@@ -219,6 +223,10 @@ class Api:
             if method != "GET":
                 raise MethodNotAllowed(f"{method} is not supported on the log subresource")
             return await logs.pod_log(self.resources, request, target.namespace or "", target.name)
+        if target.subresource == "exec":
+            if method not in ("GET", "POST"):
+                raise MethodNotAllowed(f"{method} is not supported on the exec subresource")
+            await podexec.check_plain_request(self.resources, target.namespace or "", target.name, query)
         if method == "GET":
             check_accept(request)
             if target.legacy_watch or query.get("watch") in ("1", "true", "True"):
@@ -474,6 +482,7 @@ async def delete_options(request: Request) -> dict[str, Any]:
 
 def create_app(resources: Resources, server_address: str = "127.0.0.1:6443") -> Starlette:
     api = Api(resources, server_address)
+    podexec.quiet_denial_noise()
     verbs = ["GET", "POST", "PUT", "PATCH", "DELETE"]
     routes = [
         Route("/healthz", guarded(api.healthz)),
@@ -487,6 +496,7 @@ def create_app(resources: Resources, server_address: str = "127.0.0.1:6443") -> 
         Route("/shoal/v1/join", guarded(api.join), methods=["POST"]),
         Route("/openapi/v3/{path:path}", guarded(api.openapi_document)),
         Route("/api/v1/{path:path}", guarded(api.core_resource), methods=verbs),
+        WebSocketRoute("/api/v1/namespaces/{namespace}/pods/{name}/exec", api.pod_exec),
         Route("/apis/{group}", guarded(api.group)),
         Route("/apis/{group}/{version}", guarded(api.group_version)),
         Route("/apis/{group}/{version}/{path:path}", guarded(api.group_resource), methods=verbs),

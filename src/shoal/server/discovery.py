@@ -103,6 +103,15 @@ def resource_list(registry: Registry, group_name: str, version: str) -> dict[str
                     "verbs": ["get"],
                 }
             )
+            resources.append(
+                {
+                    "name": "pods/exec",
+                    "singularName": "",
+                    "namespaced": True,
+                    "kind": "PodExecOptions",
+                    "verbs": ["create", "get"],
+                }
+            )
         if k.scale is not None:
             resources.append(
                 {

@@ -1,5 +1,5 @@
 """The Pod ``log`` subresource: the server finds the pod's node and proxies the stream of the
-node agent's ``/containerLogs`` endpoint (``shoal.agent.logserver``), as the API server
+node agent's ``/containerLogs`` endpoint (``shoal.agent.nodeserver``), as the API server
 proxies the kubelet's.
 
 Query: ``container`` (optional when the pod has one), ``follow``, ``tailLines``;

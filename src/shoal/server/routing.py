@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from shoal.api import REGISTRY, Kind
 from shoal.api.errors import NotFound
 
-SUBRESOURCES = ("status", "scale", "binding", "log")
+SUBRESOURCES = ("status", "scale", "binding", "log", "exec")
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +50,7 @@ def resolve(group: str, version: str, segments: list[str]) -> Target:
         or sub not in SUBRESOURCES
         or (sub == "status" and not kind.has_status)
         or (sub == "scale" and kind.scale is None)
-        or (sub == "log" and (kind.group, kind.resource) != ("", "pods"))
+        or (sub in ("log", "exec") and (kind.group, kind.resource) != ("", "pods"))
     ):
         raise NotFound(f'the server could not find the requested resource ({kind.resource} "{name}"/{sub})')
     return Target(kind, namespace, name, sub, legacy_watch)
