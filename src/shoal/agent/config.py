@@ -49,7 +49,7 @@ class AgentConfig:
     retry_interval: float = 1.0
     backoff_initial: float = 10.0
     backoff_max: float = 300.0
-    workers: int = 4
+    workers: int = 16
     max_pods: int = 110
     event_refresh: float = 10.0
     runtime: str = "exec"

@@ -196,6 +196,11 @@ class DockerRuntime:
         self._builds_sandbox_image = sandbox_image is None
         self._sandbox_image_ready = asyncio.Lock()
         self._sandbox_image_loaded = False
+        # What this object has seen, to spare the engine a lookup per call: images known to be
+        # present, and the sandbox of each pod uid (its id, and whether it is host-networked).
+        # Both are hints: a miss, or an engine that says otherwise, falls back to asking it.
+        self._images: set[str] = set()
+        self._sandboxes: dict[str, tuple[str, bool]] = {}
 
     @property
     def name(self) -> str:
@@ -227,6 +232,8 @@ class DockerRuntime:
 
     async def _ensure_image(self, image: str, policy: str) -> None:
         """Pull as the policy asks; raises ImageError with the engine's words."""
+        if policy != "Always" and image in self._images:
+            return
         present = await self._image_present(image)
         if policy == "Never":
             if not present:
@@ -253,6 +260,7 @@ class DockerRuntime:
             if err.status == 404:
                 return False
             raise ContainerRuntimeError(f"inspecting image {image}: {err.message}") from None
+        self._images.add(image)
         return True
 
     async def _ensure_sandbox_image(self) -> None:
@@ -276,19 +284,10 @@ class DockerRuntime:
         if not spec.image:
             raise ContainerRuntimeError(f"container {identity.container_name}: no image")
         name = container_name(identity)
-        existing = await self._find(name)
-        if existing is not None:
-            raise ContainerExists(f"{name} exists", existing)
         await self._ensure_image(spec.image, spec.image_pull_policy)
-        sandbox = await self._sandbox_of(identity.namespace, identity.pod_name, identity.pod_uid)
-        if sandbox is None:
-            raise ContainerRuntimeError(
-                f"pod {identity.namespace}/{identity.pod_name} has no running sandbox"
-            )
+        sandbox_id, host_network = await self._sandbox_for(identity)
         host_config: dict[str, Any] = {
-            "NetworkMode": "host"
-            if sandbox["HostConfig"]["NetworkMode"] == "host"
-            else f"container:{sandbox['Id']}",
+            "NetworkMode": "host" if host_network else f"container:{sandbox_id}",
             "Binds": [
                 f"{m.host_path}:{m.container_path}:{'ro' if m.read_only else 'rw'}" for m in spec.mounts
             ],
@@ -325,6 +324,7 @@ class DockerRuntime:
         return container.id
 
     async def start(self, container_id: str) -> ContainerStatus:
+        # Asked first: the engine would happily run an exited container again.
         current = await self.status(container_id)
         if current.state is not ContainerState.CREATED:
             raise InvalidState(f"{container_id} is {current.state.value}", container_id, current.state)
@@ -466,7 +466,7 @@ class DockerRuntime:
         name = sandbox_name(spec.namespace, spec.pod_name, spec.pod_uid)
         inspect = await self._sandbox_of(spec.namespace, spec.pod_name, spec.pod_uid, running_only=False)
         if inspect is not None and inspect["State"].get("Running"):
-            return self._sandbox(inspect)
+            return self._remember(inspect)
         if inspect is not None:  # it died (e.g. killed by hand): a new one, and a new address
             log.info("sandbox of pod %s/%s is not running: replacing it", spec.namespace, spec.pod_name)
             with contextlib.suppress(aiodocker.DockerError):
@@ -508,9 +508,10 @@ class DockerRuntime:
             with contextlib.suppress(aiodocker.DockerError):
                 await container.delete(force=True)
             raise ContainerRuntimeError(f"starting the sandbox of {spec.pod_name}: {err.message}") from None
-        return self._sandbox(await self._inspect(container.id))
+        return self._remember(await self._inspect(container.id))
 
     async def remove_sandbox(self, pod_uid: str) -> None:
+        self._sandboxes.pop(pod_uid, None)
         for container in await self.docker.containers.list(
             all=True, filters={"label": [f"{LABEL_POD_UID}={pod_uid}", f"{LABEL_SANDBOX}=true"]}
         ):
@@ -523,6 +524,23 @@ class DockerRuntime:
         return [self._sandbox(i) for i in inspected if i is not None]
 
     # --- helpers ---
+
+    def _remember(self, inspect: dict[str, Any]) -> Sandbox:
+        sandbox = self._sandbox(inspect)
+        self._sandboxes[sandbox.pod_uid] = (sandbox.id, inspect["HostConfig"].get("NetworkMode") == "host")
+        return sandbox
+
+    async def _sandbox_for(self, identity: ContainerIdentity) -> tuple[str, bool]:
+        """The id of the pod's running sandbox, and whether it uses the host's network."""
+        known = self._sandboxes.get(identity.pod_uid)
+        if known is not None:
+            return known
+        inspect = await self._sandbox_of(identity.namespace, identity.pod_name, identity.pod_uid)
+        if inspect is None:
+            pod = f"{identity.namespace}/{identity.pod_name}"
+            raise ContainerRuntimeError(f"pod {pod} has no running sandbox")
+        self._remember(inspect)
+        return self._sandboxes[identity.pod_uid]
 
     def _sandbox(self, inspect: dict[str, Any]) -> Sandbox:
         labels = inspect["Config"].get("Labels") or {}
