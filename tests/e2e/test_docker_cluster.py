@@ -45,7 +45,13 @@ class Node:
 @dataclass
 class Cluster:
     url: str
+    kubeconfig: Path
     nodes: list[Node] = field(default_factory=list)
+
+    def kubectl(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
+        return self.manager.run(
+            ["kubectl", "--kubeconfig", str(self.kubeconfig), *args], input=input, timeout=60
+        )
 
     @property
     def manager(self) -> Host:
@@ -122,6 +128,8 @@ def _join(cluster: Cluster, token: str, name: str, engine: DockerEngine, data_di
         "docker",
         "--docker-host",
         engine.url,
+        "--stats-interval",
+        "1",
     ]
     process = _start(engine.host, argv)
     LineReader(process.stdout).wait_for(lambda s: "joined the cluster" in s, timeout=30)
@@ -148,9 +156,11 @@ def cluster(docker_pool: DockerPool, tmp_path_factory: pytest.TempPathFactory) -
             "docker",
             "--docker-host",
             first.url,
+            "--stats-interval",
+            "1",
         ]
         manager = _start(first.host, argv)
-        found = Cluster(url, [Node("node-1", first, manager, argv)])
+        found = Cluster(url, data_dir / "node-1" / "kubeconfig", [Node("node-1", first, manager, argv)])
         try:
             lines = LineReader(manager.stdout)
             token = re.search(r"--token (\S+)", lines.wait_for(lambda s: "shoal join" in s, timeout=60))
@@ -404,3 +414,108 @@ def test_an_image_that_cannot_be_pulled_waits_with_the_engines_reason(cluster: C
     pull = _container(cluster.pod("absent"), "pull")["state"]["waiting"]
     assert pull["message"]  # the engine's words
     _delete(cluster, "pod", "absent")
+
+
+def test_exec_and_logs_reach_the_container(cluster: Cluster) -> None:
+    cluster.apply(
+        """
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: shell, labels: {app: shell}}
+        spec:
+          containers:
+          - name: main
+            image: shoal-test/busybox:1
+            command: [sh, -c, 'echo started; exec sleep 3600']
+        """
+    )
+    wait_until(lambda: len(running(cluster.pods("app=shell"))) == 1, timeout=60, what="shell running")
+    # The container's own view: its hostname is the pod's name (set on the sandbox).
+    assert cluster.ok("exec", "shell", "--", "hostname").strip() == "shell"
+    done = cluster.kubectl("exec", "shell", "--", "sh", "-c", "echo out; echo err >&2; exit 3")
+    assert (done.returncode, done.stdout, done.stderr.splitlines()[0]) == (3, "out\n", "err")
+    done = cluster.kubectl("exec", "-i", "shell", "--", "cat", input="typed\n")
+    assert (done.returncode, done.stdout) == (0, "typed\n")
+    done = cluster.kubectl("logs", "shell")
+    assert (done.returncode, done.stdout) == (0, "started\n")
+    _delete(cluster, "pod", "shell")
+
+
+def test_kubectl_top_reports_cpu_and_memory_within_limits(cluster: Cluster) -> None:
+    cluster.apply(
+        """
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: busy, labels: {app: busy}}
+        spec:
+          containers:
+          - name: spin
+            image: shoal-test/busybox:1
+            command: [sh, -c, 'while :; do :; done']
+            resources: {limits: {cpu: 250m, memory: 32Mi}}
+        """
+    )
+    wait_until(lambda: len(running(cluster.pods("app=busy"))) == 1, timeout=60, what="busy running")
+    row: list[str] = []
+
+    def measured() -> bool:
+        nonlocal row
+        done = cluster.kubectl("top", "pod", "busy", "--no-headers")
+        row = done.stdout.split()
+        return done.returncode == 0 and len(row) == 3
+
+    wait_until(measured, timeout=30, interval=0.5, what="metrics of the busy pod")
+    cpu, memory = int(row[1].removesuffix("m")), row[2]
+    assert 150 <= cpu <= 300, row  # the CFS quota holds the spinning loop near its 250m limit
+    assert memory.endswith("Mi") and int(memory.removesuffix("Mi")) <= 32, row
+    metrics = cluster.get("/apis/metrics.k8s.io/v1beta1/namespaces/default/pods/busy")
+    [usage] = [c["usage"] for c in metrics["containers"]]
+    assert int(usage["memory"].removesuffix("Ki")) > 0, metrics  # a shell's few hundred KiB
+    done = cluster.kubectl("top", "node", "--no-headers")
+    assert done.returncode == 0 and {line.split()[0] for line in done.stdout.splitlines()} == {
+        "node-1",
+        "node-2",
+        "node-3",
+    }, done.stdout + done.stderr
+    _delete(cluster, "pod", "busy")
+
+
+def test_a_swarm_service_publishes_a_port_and_mounts_a_secret(cluster: Cluster) -> None:
+    password = secrets.token_hex(12)
+    cluster.ok("secret", "create", "db-pass", "-", input=password)
+    cluster.ok(
+        "service",
+        "create",
+        "api",
+        "--image",
+        "shoal-test/busybox:1",
+        "--publish",
+        "8081:80",
+        "--secret",
+        "db-pass",
+        "--limit-memory",
+        "64M",
+        # Passes only inside the container: the host has no /run/secrets/db-pass.
+        "--health-cmd",
+        "test -s /run/secrets/db-pass",
+        "--health-interval",
+        "1s",
+        "--",
+        "sh",
+        "-c",
+        "mkdir /w; echo api >/w/index.html; exec httpd -f -p 80 -h /w",
+    )
+    wait_until(lambda: len(running(cluster.pods("shoal.io/service=api"))) == 1, timeout=60, what="api ready")
+    [pod] = cluster.pods("shoal.io/service=api")
+    node = cluster.node(pod["spec"]["nodeName"])
+    done = cluster.manager.run(["busybox", "wget", "-q", "-O-", f"http://{node.host.ip}:8081/"])
+    assert done.stdout == "api\n", done.stderr
+    inside = cluster.ok("exec", pod["metadata"]["name"], "--", "cat", "/run/secrets/db-pass")
+    assert inside == password
+    for container in node.engine.containers(all=True):
+        assert password not in node.engine.cli("inspect", container["Id"]).stdout
+    refused = cluster.shoal("secret", "rm", "db-pass")
+    assert refused.returncode == 1 and "in use by service api" in refused.stderr
+    cluster.ok("service", "rm", "api")
+    wait_until(lambda: not cluster.pods("shoal.io/service=api"), timeout=60, what="the api pods gone")
+    cluster.ok("secret", "rm", "db-pass")

@@ -21,6 +21,7 @@ from shoal.agent.nodeserver import NodeServer
 from shoal.agent.podsync import PodSync
 from shoal.agent.probes import Probes
 from shoal.agent.runtimes import Runtime
+from shoal.agent.stats import StatsCollector
 from shoal.client._interface import Client
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,8 @@ class Agent:
         self.config = config
         self.node = NodeRegistration(client, config, runtime.name)
         self.pods = PodSync(client, runtime, config, probes=probes)
-        self.logs = NodeServer(runtime, config.internal_ip)
+        self.stats = StatsCollector(runtime, config.stats_interval)
+        self.logs = NodeServer(runtime, config.internal_ip, stats=self.stats, node_name=config.node_name)
 
     async def run(self) -> None:
         """Run until cancelled; the runtime is closed on the way out, never its containers."""
@@ -56,6 +58,7 @@ class Agent:
                 self.node.kubelet_port = self.logs.port
                 tasks.create_task(self.node.run(), name="node registration")
                 tasks.create_task(self.pods.run(), name="pod sync")
+                tasks.create_task(self.stats.run(), name="stats collector")
         finally:
             await self.runtime.close()
             log.info("agent of node %s stopped", self.config.node_name)

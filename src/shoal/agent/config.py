@@ -34,6 +34,8 @@ class AgentConfig:
     workers: pods synced at once (one pod is never synced by two workers).
     max_pods: the ``pods`` capacity.
     event_refresh: seconds between two writes of one Event's count (a crash loop's repeats).
+    stats_interval: seconds between two samples of the containers' resource use (the
+        metrics' window).
     runtime: "exec" or "docker" (``agent.run.make_runtime``); docker_host: the engine's address.
     volume_dir: where pods' volumes are made (emptyDir, secret, configMap); None: no volumes,
         for runtimes that cannot mount them (exec).
@@ -52,6 +54,7 @@ class AgentConfig:
     workers: int = 16
     max_pods: int = 110
     event_refresh: float = 10.0
+    stats_interval: float = 10.0
     runtime: str = "exec"
     docker_host: str | None = None
     volume_dir: Path | None = None

@@ -13,6 +13,9 @@ upgrade is an HTTP ``Status`` (404: no such container here; 400: not running, no
 a command that cannot start ends, after the upgrade, with its message on stderr and exit
 code 127 (not found) or 126, as a shell reports it.
 
+``GET /stats/summary`` answers the last round of ``stats.StatsCollector`` (the kubelet's
+Summary API, the parts metrics need); the manager's ``metrics.k8s.io`` API reads it.
+
 Unauthenticated plain HTTP for now, on the node's InternalIP: authentication (the manager's
 client certificate, as the kubelet checks) comes with the security work.
 """
@@ -40,6 +43,7 @@ from shoal.agent.runtimes import (
     Runtime,
     StartFailed,
 )
+from shoal.agent.stats import StatsCollector
 from shoal.api import remotecommand as rc
 
 log = logging.getLogger(__name__)
@@ -59,7 +63,7 @@ async def latest_container(runtime: Runtime, namespace: str, pod: str, container
     return best[1] if best else None
 
 
-def create_node_app(runtime: Runtime) -> Starlette:
+def create_node_app(runtime: Runtime, stats: StatsCollector | None = None, node_name: str = "") -> Starlette:
     from shoal.server.podexec import quiet_denial_noise
 
     quiet_denial_noise()  # exec refusals are denial responses
@@ -103,9 +107,15 @@ def create_node_app(runtime: Runtime) -> Starlette:
     async def container_exec(websocket: WebSocket) -> None:
         await exec_in_container(runtime, websocket)
 
+    async def stats_summary(request: Request) -> Response:
+        if stats is None:
+            return PlainTextResponse("this agent collects no stats\n", 404)
+        return Response(orjson.dumps(stats.summary(node_name)), media_type="application/json")
+
     routes = [
         Route("/containerLogs/{namespace}/{pod}/{container}", container_logs, methods=["GET"]),
         WebSocketRoute("/exec/{namespace}/{pod}/{container}", container_exec),
+        Route("/stats/summary", stats_summary, methods=["GET"]),
     ]
     return Starlette(routes=routes)
 
@@ -228,8 +238,18 @@ class NodeServer:
     runs; ``port`` is known once ``listening`` is set (0 when ``host`` cannot be bound, as an
     InternalIP that is not this machine's: the agent then runs without the endpoint)."""
 
-    def __init__(self, runtime: Runtime, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        stats: StatsCollector | None = None,
+        node_name: str = "",
+    ) -> None:
         self.runtime = runtime
+        self.stats = stats
+        self.node_name = node_name
         self.host = host
         self.requested_port = port
         self.port = 0
@@ -247,7 +267,8 @@ class NodeServer:
             self.listening.set()
             return
         self.port = listener.getsockname()[1]
-        async with serving(create_node_app(self.runtime), listener) as server:
+        app = create_node_app(self.runtime, self.stats, self.node_name)
+        async with serving(app, listener) as server:
             self.listening.set()
             log.info("agent endpoint (logs, exec) on %s:%d", self.host, self.port)
             await server.stopped()

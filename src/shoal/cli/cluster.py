@@ -58,6 +58,14 @@ ADVERTISE_ADDR = click.option(
     help="This node's address as others reach it (the Node's InternalIP). Default: the address "
     "this machine uses to reach the manager.",
 )
+STATS_INTERVAL = click.option(
+    "--stats-interval",
+    type=click.FloatRange(0.1, 3600),
+    default=10.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How often the agent samples its containers' CPU and memory (kubectl top's window).",
+)
 
 
 MANAGER_ROLE_LABEL = "node-role.kubernetes.io/manager"
@@ -80,6 +88,7 @@ def _agent_config(
     runtime: str,
     docker_host: str | None,
     address: str,
+    stats_interval: float,
 ) -> AgentConfig:
     from shoal.agent.config import AgentConfig  # the agent stack loads only for these commands
 
@@ -90,6 +99,7 @@ def _agent_config(
         runtime=runtime,
         docker_host=docker_host,
         internal_ip=address,
+        stats_interval=stats_interval,
     )
 
 
@@ -116,6 +126,7 @@ def _route_source(url: str) -> str:
 @RUNTIME
 @DOCKER_HOST
 @ADVERTISE_ADDR
+@STATS_INTERVAL
 @click.option("--no-agent", is_flag=True, help="Manage only: run no workloads on this machine.")
 def init(
     data_dir: Path,
@@ -128,6 +139,7 @@ def init(
     runtime: str,
     docker_host: str | None,
     advertise_addr: str | None,
+    stats_interval: float,
     no_agent: bool,
 ) -> None:
     """Start a cluster: a manager, and an agent so that this machine runs workloads."""
@@ -140,7 +152,11 @@ def init(
     host = listen.rsplit(":", 1)[0].strip("[]")
     address = advertise_addr or (host if host not in ("", "0.0.0.0", "::") else "127.0.0.1")
     labels = (f"{MANAGER_ROLE_LABEL}=", *labels)
-    agent = None if no_agent else _agent_config(name, labels, max_pods, runtime, docker_host, address)
+    agent = (
+        None
+        if no_agent
+        else _agent_config(name, labels, max_pods, runtime, docker_host, address, stats_interval)
+    )
 
     def on_ready(url: str, token: str) -> None:
         click.echo(f"shoal manager ready at {url}; kubeconfig: {data_dir / 'kubeconfig'}")
@@ -160,6 +176,7 @@ def init(
 @RUNTIME
 @DOCKER_HOST
 @ADVERTISE_ADDR
+@STATS_INTERVAL
 def join(
     manager_url: str,
     token: str,
@@ -170,13 +187,14 @@ def join(
     runtime: str,
     docker_host: str | None,
     advertise_addr: str | None,
+    stats_interval: float,
 ) -> None:
     """Join this machine to a cluster as a worker, and run its agent in the foreground."""
     from shoal.agent.run import check_join, run_agent
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     address = advertise_addr or _route_source(manager_url)
-    config = _agent_config(name, labels, max_pods, runtime, docker_host, address)
+    config = _agent_config(name, labels, max_pods, runtime, docker_host, address, stats_interval)
     state_dir = data_dir.expanduser().absolute() / f"agent-{config.node_name}"
 
     async def body() -> None:

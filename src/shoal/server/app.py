@@ -37,7 +37,7 @@ from shoal.api.errors import (
 from shoal.api.validation import dns1123_subdomain
 from shoal.client.local import LocalClient
 from shoal.security import tokens as join_tokens
-from shoal.server import discovery, logs, openapi, podexec, scale
+from shoal.server import discovery, logs, metrics, openapi, podexec, scale
 from shoal.server.resources import (
     IGNORE,
     STRICT,
@@ -156,16 +156,22 @@ class Api:
         return json_response(discovery.resource_list(REGISTRY, "", "v1"))
 
     async def groups(self, request: Request) -> Response:
-        return json_response(discovery.group_list(REGISTRY))
+        listed = discovery.group_list(REGISTRY)
+        listed["groups"].append(metrics.group())
+        return json_response(listed)
 
     async def group(self, request: Request) -> Response:
         name = request.path_params["group"]
+        if name == metrics.GROUP:
+            return json_response(metrics.group())
         if name not in REGISTRY.groups() or not name:
             raise NotFound(f'the server could not find the requested resource (API group "{name}")')
         return json_response(discovery.group(REGISTRY, name))
 
     async def group_version(self, request: Request) -> Response:
         group, version = request.path_params["group"], request.path_params["version"]
+        if (group, version) == (metrics.GROUP, metrics.VERSION):
+            return json_response(metrics.resource_list())
         if version not in REGISTRY.groups().get(group, []) or not group:
             raise NotFound(f"the server could not find the requested resource ({group}/{version})")
         return json_response(discovery.resource_list(REGISTRY, group, version))
@@ -209,7 +215,28 @@ class Api:
 
     async def group_resource(self, request: Request) -> Response:
         params = request.path_params
+        if (params["group"], params["version"]) == (metrics.GROUP, metrics.VERSION):
+            return await self._metrics(request, params["path"].split("/"))
         return await self._resource(request, params["group"], params["version"], params["path"])
+
+    async def _metrics(self, request: Request, parts: list[str]) -> Response:
+        """``metrics.k8s.io/v1beta1``: pods (all, a namespace's, one) and nodes (all, one)."""
+        if request.method != "GET":
+            raise MethodNotAllowed(f"the metrics API is read-only: {request.method} is not allowed")
+        match parts:
+            case ["pods"]:
+                body = await metrics.pod_metrics(self.resources, request, None, None)
+            case ["namespaces", namespace, "pods"]:
+                body = await metrics.pod_metrics(self.resources, request, namespace, None)
+            case ["namespaces", namespace, "pods", name]:
+                body = await metrics.pod_metrics(self.resources, request, namespace, name)
+            case ["nodes"]:
+                body = await metrics.node_metrics(self.resources, request, None)
+            case ["nodes", name]:
+                body = await metrics.node_metrics(self.resources, request, name)
+            case _:
+                raise NotFound(f"the server could not find the requested resource ({metrics.GROUP_VERSION})")
+        return json_response(body)
 
     async def _resource(self, request: Request, group: str, version: str, path: str) -> Response:
         target = resolve(group, version, path.split("/"))
