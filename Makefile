@@ -29,7 +29,7 @@ check: deps
 	$(BIN)/mypy
 
 test: check
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -rs
 
 bench: $(STAMP)
 	./scripts/install-system-deps --bench

@@ -15,12 +15,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
 from tests.conftest import SHOAL, DockerPool
 from tests.docker_engine import DockerEngine, unmount_under
-from tests.helpers import LineReader, wait_until
+from tests.helpers import wait_until
 from tests.netns import Host
 
 PORT = 6443
@@ -33,6 +34,7 @@ class Node:
     engine: DockerEngine
     process: subprocess.Popen[str]
     argv: list[str]
+    log: Path  # the process's output, kept for a failed test's report
 
     @property
     def host(self) -> Host:
@@ -75,9 +77,8 @@ class Cluster:
         self.ok("apply", "-f", "-", input=textwrap.dedent(manifest))
 
     def pods(self, selector: str) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = self.get(f"/api/v1/namespaces/default/pods?labelSelector={selector}")[
-            "items"
-        ]
+        path = f"/api/v1/namespaces/default/pods?labelSelector={quote(selector)}"
+        items: list[dict[str, Any]] = self.get(path)["items"]
         return items
 
     def pod(self, name: str) -> dict[str, Any]:
@@ -109,8 +110,18 @@ def running(pods: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
-def _start(host: Host, argv: list[str]) -> subprocess.Popen[str]:
-    return host.popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+def _start(host: Host, argv: list[str], log: Path) -> subprocess.Popen[str]:
+    with log.open("a") as out:
+        return host.popen(argv, stdout=out, stderr=subprocess.STDOUT, text=True)
+
+
+def _wait_for_output(node_log: Path, pattern: str, process: subprocess.Popen[str]) -> re.Match[str]:
+    def found() -> re.Match[str] | None:
+        assert process.poll() is None, f"the process ended: {node_log.read_text()[-3000:]}"
+        return re.search(pattern, node_log.read_text())
+
+    match: re.Match[str] = wait_until(found, timeout=60, interval=0.1, what=f"{pattern!r} in {node_log}")
+    return match
 
 
 def _join(cluster: Cluster, token: str, name: str, engine: DockerEngine, data_dir: Path) -> Node:
@@ -131,9 +142,10 @@ def _join(cluster: Cluster, token: str, name: str, engine: DockerEngine, data_di
         "--stats-interval",
         "1",
     ]
-    process = _start(engine.host, argv)
-    LineReader(process.stdout).wait_for(lambda s: "joined the cluster" in s, timeout=30)
-    return Node(name, engine, process, argv)
+    log = data_dir.parent / f"{name}.log"
+    process = _start(engine.host, argv, log)
+    _wait_for_output(log, f"node {name} joined the cluster", process)
+    return Node(name, engine, process, argv, log)
 
 
 @pytest.fixture(scope="module")
@@ -159,12 +171,11 @@ def cluster(docker_pool: DockerPool, tmp_path_factory: pytest.TempPathFactory) -
             "--stats-interval",
             "1",
         ]
-        manager = _start(first.host, argv)
-        found = Cluster(url, data_dir / "node-1" / "kubeconfig", [Node("node-1", first, manager, argv)])
+        log = data_dir / "node-1.log"
+        manager = _start(first.host, argv, log)
+        found = Cluster(url, data_dir / "node-1" / "kubeconfig", [Node("node-1", first, manager, argv, log)])
         try:
-            lines = LineReader(manager.stdout)
-            token = re.search(r"--token (\S+)", lines.wait_for(lambda s: "shoal join" in s, timeout=60))
-            assert token
+            token = _wait_for_output(log, r"--token (\S+)", manager)
             for i, engine in enumerate(engines[1:], start=2):
                 found.nodes.append(_join(found, token.group(1), f"node-{i}", engine, data_dir / f"node-{i}"))
             wait_until(
@@ -172,6 +183,9 @@ def cluster(docker_pool: DockerPool, tmp_path_factory: pytest.TempPathFactory) -
             )
             yield found
         finally:
+            for node in found.nodes:
+                if node.process.poll() is not None:  # it died during the tests: say how
+                    print(f"--- {node.name} ended early; its output:\n{node.log.read_text()[-5000:]}")
             for node in reversed(found.nodes):
                 if node.process.poll() is None:
                     node.process.terminate()
@@ -356,32 +370,45 @@ def test_two_containers_of_a_pod_talk_over_localhost(cluster: Cluster) -> None:
     )
 
 
-def test_a_restarted_agent_adopts_its_containers(cluster: Cluster) -> None:
-    cluster.apply(
-        """
-        apiVersion: v1
-        kind: Pod
-        metadata: {name: steady, labels: {app: steady}}
-        spec:
-          nodeSelector: {kubernetes.io/hostname: node-2}
-          containers:
-          - name: app
-            image: shoal-test/busybox:1
-            command: [sleep, '3600']
-        """
+def test_a_restarted_agent_adopts_its_containers_and_removes_those_of_gone_pods(cluster: Cluster) -> None:
+    for name in ("steady", "doomed"):
+        cluster.apply(
+            f"""
+            apiVersion: v1
+            kind: Pod
+            metadata: {{name: {name}, labels: {{app: {name}}}}}
+            spec:
+              nodeSelector: {{kubernetes.io/hostname: node-2}}
+              containers:
+              - name: app
+                image: shoal-test/busybox:1
+                command: [sleep, '3600']
+            """
+        )
+    wait_until(
+        lambda: len(running(cluster.pods("app in (steady,doomed)"))) == 2, timeout=60, what="both running"
     )
-    wait_until(lambda: len(running(cluster.pods("app=steady"))) == 1, timeout=60, what="steady running")
     node = cluster.node("node-2")
-    before = sorted(c["Id"] for c in node.engine.containers(all=True))
+    steady = sorted(c["Id"] for c in node.engine.containers(all=True, **{"shoal.io/pod-name": "steady"}))
+    assert len(steady) == 2  # the sandbox and the app
     node.process.send_signal(signal.SIGKILL)
     node.process.wait(timeout=10)
-    assert sorted(c["Id"] for c in node.engine.containers()) == before  # the workload outlives it
-    node.process = _start(node.host, node.argv)
-    LineReader(node.process.stdout).wait_for(lambda s: "joined the cluster" in s, timeout=30)
-    # The new agent has synced the pod once its status says so again; nothing was made twice.
-    wait_until(lambda: "node-2" in cluster.ready_nodes(), timeout=30, what="node-2 Ready again")
-    wait_until(lambda: len(running(cluster.pods("app=steady"))) == 1, timeout=30, what="steady still running")
-    assert sorted(c["Id"] for c in node.engine.containers(all=True)) == before
+    # The workload outlives its agent; a pod deleted meanwhile is gone from the API only.
+    assert len(node.engine.containers(**{"shoal.io/pod-name": "doomed"})) == 2
+    _delete(cluster, "pod", "doomed")
+    node.log.write_text("")
+    node.process = _start(node.host, node.argv, node.log)
+    _wait_for_output(node.log, "node node-2 joined the cluster", node.process)
+    wait_until(
+        lambda: node.engine.containers(all=True, **{"shoal.io/pod-name": "doomed"}) == [],
+        timeout=60,
+        what="the new agent to remove the deleted pod's containers and sandbox",
+    )
+    # By then it has adopted the rest: the same containers, none started twice.
+    assert (
+        sorted(c["Id"] for c in node.engine.containers(all=True, **{"shoal.io/pod-name": "steady"})) == steady
+    )
+    assert len(running(cluster.pods("app=steady"))) == 1
     assert _container(cluster.pod("steady"), "app")["restartCount"] == 0
     _delete(cluster, "pod", "steady")
 
@@ -403,14 +430,19 @@ def test_an_image_that_cannot_be_pulled_waits_with_the_engines_reason(cluster: C
         statuses = cluster.pod("absent").get("status", {}).get("containerStatuses", [])
         return {s["name"]: s["state"].get("waiting", {}).get("reason", "") for s in statuses}
 
-    wait_until(
-        lambda: (
-            reasons().get("never") == "ErrImageNeverPull"
-            and reasons().get("pull") in ("ErrImagePull", "ImagePullBackOff")
-        ),
-        timeout=60,
-        what="image errors in the status",
-    )
+    seen: dict[str, str] = {}
+
+    def both_waiting() -> bool:
+        seen.update(reasons())
+        return seen.get("never") == "ErrImageNeverPull" and seen.get("pull") in (
+            "ErrImagePull",
+            "ImagePullBackOff",
+        )
+
+    try:
+        wait_until(both_waiting, timeout=60, interval=0.2, what="image errors in the status")
+    except AssertionError as err:
+        raise AssertionError(f"{err}; last seen {seen}: {cluster.pod('absent').get('status')}") from None
     pull = _container(cluster.pod("absent"), "pull")["state"]["waiting"]
     assert pull["message"]  # the engine's words
     _delete(cluster, "pod", "absent")
@@ -427,9 +459,14 @@ def test_exec_and_logs_reach_the_container(cluster: Cluster) -> None:
           - name: main
             image: shoal-test/busybox:1
             command: [sh, -c, 'echo started; exec sleep 3600']
+            env:
+            - name: MY_IP
+              valueFrom: {fieldRef: {fieldPath: status.podIP}}
         """
     )
     wait_until(lambda: len(running(cluster.pods("app=shell"))) == 1, timeout=60, what="shell running")
+    pod_ip = cluster.pod("shell")["status"]["podIP"]
+    assert cluster.ok("exec", "shell", "--", "sh", "-c", "echo $MY_IP").strip() == pod_ip
     # The container's own view: its hostname is the pod's name (set on the sandbox).
     assert cluster.ok("exec", "shell", "--", "hostname").strip() == "shell"
     done = cluster.kubectl("exec", "shell", "--", "sh", "-c", "echo out; echo err >&2; exit 3")

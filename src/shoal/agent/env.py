@@ -47,13 +47,16 @@ class EnvResolver:
     """Builds ``ContainerSpec``s for the pods of one node. ``pod_ip`` is what ``status.podIP``
     resolves to (the node's address in host networking mode)."""
 
-    def __init__(self, client: Client, pod_ip: str) -> None:
+    def __init__(self, client: Client, pod_ip: str, host_ip: str | None = None) -> None:
         self.client = client
         self.pod_ip = pod_ip
+        self.host_ip = host_ip or pod_ip
 
-    async def spec(self, pod: Object, container: Mapping[str, Any]) -> ContainerSpec:
-        """Raises ConfigError."""
-        env = await self.environment(pod, container)
+    async def spec(
+        self, pod: Object, container: Mapping[str, Any], *, pod_ip: str | None = None
+    ) -> ContainerSpec:
+        """``pod_ip``: the pod's own address (its sandbox's), when it has one. Raises ConfigError."""
+        env = await self.environment(pod, container, pod_ip=pod_ip)
         values = dict(env)
         command = tuple(expand(part, values) for part in container.get("command") or ())
         args = tuple(expand(part, values) for part in container.get("args") or ())
@@ -61,7 +64,9 @@ class EnvResolver:
         plain = ContainerSpec.from_container({**container, "env": []})
         return replace(plain, command=command, args=args, env=tuple(env))
 
-    async def environment(self, pod: Object, container: Mapping[str, Any]) -> list[tuple[str, str]]:
+    async def environment(
+        self, pod: Object, container: Mapping[str, Any], *, pod_ip: str | None = None
+    ) -> list[tuple[str, str]]:
         namespace = pod["metadata"].get("namespace") or "default"
         values: dict[str, str] = {}  # later entries win, and keep the first one's place
         for source in container.get("envFrom") or ():
@@ -78,7 +83,8 @@ class EnvResolver:
         for item in container.get("env") or ():
             name = item["name"]
             if "valueFrom" in item:
-                value: str | None = await self._value_from(pod, namespace, name, item["valueFrom"])
+                source = item["valueFrom"]
+                value: str | None = await self._value_from(pod, namespace, name, source, pod_ip)
                 if value is None:
                     continue  # an optional reference that is missing: no variable, as in Kubernetes
                 values[name] = value
@@ -88,10 +94,10 @@ class EnvResolver:
         return list(values.items())
 
     async def _value_from(
-        self, pod: Object, namespace: str, name: str, source: Mapping[str, Any]
+        self, pod: Object, namespace: str, name: str, source: Mapping[str, Any], pod_ip: str | None
     ) -> str | None:
         if "fieldRef" in source:
-            return self._field(pod, name, source["fieldRef"].get("fieldPath", ""))
+            return self._field(pod, name, source["fieldRef"].get("fieldPath", ""), pod_ip or self.pod_ip)
         for key, kind in (("configMapKeyRef", CONFIG_MAP), ("secretKeyRef", SECRET)):
             if key in source:
                 ref = source[key]
@@ -109,7 +115,7 @@ class EnvResolver:
         kinds = ", ".join(sorted(source)) or "nothing"
         raise ConfigError(f"env {name!r}: valueFrom {kinds} is not supported by the shoal agent yet")
 
-    def _field(self, pod: Object, name: str, path: str) -> str:
+    def _field(self, pod: Object, name: str, path: str, pod_ip: str) -> str:
         meta, spec = pod["metadata"], pod.get("spec") or {}
         fields = {
             "metadata.name": meta.get("name", ""),
@@ -117,8 +123,8 @@ class EnvResolver:
             "metadata.uid": meta.get("uid", ""),
             "spec.nodeName": spec.get("nodeName", ""),
             "spec.serviceAccountName": spec.get("serviceAccountName", ""),
-            "status.podIP": self.pod_ip,
-            "status.hostIP": self.pod_ip,
+            "status.podIP": pod_ip,
+            "status.hostIP": self.host_ip,
         }
         match = re.fullmatch(r"metadata\.(labels|annotations)\['([^']*)'\]", path)
         if match:

@@ -45,6 +45,7 @@ from shoal.agent.prober import Prober
 from shoal.agent.probes import Probes
 from shoal.agent.restart import REASON_CRASH_LOOP, Backoff, should_restart
 from shoal.agent.runtimes import (
+    REASON_ERR_IMAGE_NEVER_PULL,
     ContainerExists,
     ContainerIdentity,
     ContainerNotFound,
@@ -150,7 +151,7 @@ class PodSync:
             default_host=config.pod_ip or "127.0.0.1",
             on_failure=self._probe_failed,
         )
-        self.env = EnvResolver(client, config.effective_pod_ip)
+        self.env = EnvResolver(client, config.effective_pod_ip, config.internal_ip)
         self.backoff = Backoff(config.backoff_initial, config.backoff_max)
         self.ready = asyncio.Event()  # set once adopted containers and the pod list are in hand
         self._pods: dict[str, _PodContainers] = {}  # by pod uid
@@ -363,7 +364,7 @@ class PodSync:
         meta = pod["metadata"]
         name = container["name"]
         try:
-            spec = await self.env.spec(pod, container)
+            spec = await self.env.spec(pod, container, pod_ip=record.pod_ip)
             if self.volumes is not None:
                 spec = replace(spec, mounts=await self.volumes.mounts(pod, container))
         except ConfigError as err:
@@ -375,8 +376,10 @@ class PodSync:
         )
         pull_key = (meta["uid"], f"{name}/image")
         if self.backoff.remaining(pull_key, self._pull_failed_at.get(pull_key, 0.0)) > 0:
-            waiting = self._pull_waiting.get(pull_key, (REASON_IMAGE_BACKOFF, ""))
-            return None, (REASON_IMAGE_BACKOFF, waiting[1])
+            reason, message = self._pull_waiting.get(pull_key, (REASON_IMAGE_BACKOFF, ""))
+            # Between pulls Kubernetes says ImagePullBackOff; a Never policy never pulls, and
+            # keeps saying why.
+            return None, (reason if reason == REASON_ERR_IMAGE_NEVER_PULL else REASON_IMAGE_BACKOFF, message)
         try:
             cid = await self.runtime.create(identity, spec)
         except ContainerExists as err:

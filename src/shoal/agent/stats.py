@@ -28,7 +28,7 @@ _TICKS = os.sysconf("SC_CLK_TCK")
 @dataclass(frozen=True, slots=True)
 class _Sample:
     cpu_seconds: float
-    at: float  # monotonic seconds
+    at: float  # seconds: when it was read (the runtime's clock if it says, else ours)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +80,10 @@ class StatsCollector:
                 await self.collect()
             except ContainerRuntimeError as err:  # the engine is away: try again next round
                 log.info("no container stats this round: %s", err)
+            except Exception:
+                # Metrics are a side line: a bug here is logged loudly but never stops the
+                # agent, whose pods matter more.
+                log.exception("sampling container stats failed")
             await asyncio.sleep(self.interval)  # a periodic sampler: the period is the point
 
     async def collect(self) -> None:
@@ -88,7 +92,7 @@ class StatsCollector:
         results = await asyncio.gather(
             *(self.runtime.stats(info.status.id) for info in running), return_exceptions=True
         )
-        now = time.monotonic()
+        now = time.time()
         samples: dict[str, _Sample] = {}
         usage: list[ContainerUsage] = []
         for info, result in zip(running, results, strict=True):
@@ -96,10 +100,11 @@ class StatsCollector:
                 if not isinstance(result, ContainerRuntimeError):
                     raise result
                 continue  # ended between list and stats
-            sample = samples[info.status.id] = _Sample(result.cpu_seconds, now)
+            # The engine's own read time: a sample can take a second to come back.
+            sample = samples[info.status.id] = _Sample(result.cpu_seconds, result.read_at or now)
             before = self._previous.get(info.status.id)
-            if before is not None and now > before.at:
-                rate = max(sample.cpu_seconds - before.cpu_seconds, 0.0) / (now - before.at)
+            if before is not None and sample.at > before.at:
+                rate = max(sample.cpu_seconds - before.cpu_seconds, 0.0) / (sample.at - before.at)
                 usage.append(ContainerUsage(info.identity, int(rate * 1e9), result.memory_rss_bytes))
         node_sample = _Sample(await asyncio.to_thread(_node_cpu_seconds), now)
         if self._node_previous is not None and now > self._node_previous.at:

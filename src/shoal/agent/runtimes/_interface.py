@@ -259,6 +259,7 @@ class ContainerStats:
     cpu_seconds: float  # user + system, including reaped children
     memory_rss_bytes: int  # the working set for runtimes with cgroups (usage less page cache)
     processes: int
+    read_at: float | None = None  # when the runtime read them (epoch seconds), if it says
 
 
 @dataclass(frozen=True, slots=True)

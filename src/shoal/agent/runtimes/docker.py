@@ -23,6 +23,7 @@ import logging
 import math
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Any
 
 import aiodocker
@@ -73,6 +74,18 @@ def _docker_time(value: str | None) -> str | None:
     if not value or value.startswith("0001-01-01"):
         return None
     return value[:19] + "Z"
+
+
+def _epoch(rfc3339: str | None) -> float | None:
+    """Epoch seconds of the engine's RFC 3339 time (nanoseconds cut to microseconds)."""
+    if not rfc3339 or rfc3339.startswith("0001-01-01"):
+        return None
+    seconds, _, fraction = rfc3339.rstrip("Z").partition(".")
+    try:
+        stamp = datetime.fromisoformat(f"{seconds}.{(fraction or '0')[:6]}+00:00")
+    except ValueError:
+        return None
+    return stamp.timestamp()
 
 
 def _status_of(inspect: dict[str, Any]) -> ContainerStatus:
@@ -449,7 +462,13 @@ class DockerRuntime:
         current = await self.status(container_id)
         if current.state is not ContainerState.RUNNING:
             raise InvalidState(f"{container_id} is {current.state.value}", container_id, current.state)
-        [sample] = (await self._container(container_id).stats(stream=False))[-1:]
+        try:
+            samples = await self._container(container_id).stats(stream=False)
+        except aiodocker.DockerError as err:
+            raise ContainerNotFound(f"stats of {container_id}: {err.message}", container_id) from None
+        if not samples:  # it stopped while the engine sampled it
+            raise InvalidState(f"{container_id} stopped", container_id, ContainerState.EXITED)
+        sample = samples[-1]
         memory = sample.get("memory_stats") or {}
         details = memory.get("stats") or {}
         # The working set, as the kubelet reports it: usage less the inactive page cache.
@@ -458,6 +477,7 @@ class DockerRuntime:
             cpu_seconds=int((sample.get("cpu_stats") or {}).get("cpu_usage", {}).get("total_usage", 0)) / 1e9,
             memory_rss_bytes=max(int(memory.get("usage", 0)) - int(cache), 0),
             processes=int((sample.get("pids_stats") or {}).get("current", 0)),
+            read_at=_epoch(sample.get("read")),
         )
 
     # --- sandboxes ---
