@@ -23,6 +23,7 @@ import logging
 import math
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -67,6 +68,12 @@ log = logging.getLogger(__name__)
 LABEL_SANDBOX = "shoal.io/sandbox"
 NEVER = "0001-01-01T00:00:00Z"  # the engine's zero time: never started, or never finished
 DEFAULT_NETWORK = "bridge"
+
+
+@dataclass(slots=True)
+class _KnownSandbox:
+    sandbox: Sandbox
+    host_network: bool
 
 
 def _docker_time(value: str | None) -> str | None:
@@ -213,7 +220,8 @@ class DockerRuntime:
         # present, and the sandbox of each pod uid (its id, and whether it is host-networked).
         # Both are hints: a miss, or an engine that says otherwise, falls back to asking it.
         self._images: set[str] = set()
-        self._sandboxes: dict[str, tuple[str, bool]] = {}
+        self._sandboxes: dict[str, _KnownSandbox] = {}
+        self._created: set[str] = set()  # containers created here and not started yet
 
     @property
     def name(self) -> str:
@@ -334,13 +342,17 @@ class DockerRuntime:
                 found = await self._find(name)
                 raise ContainerExists(f"{name} exists", found) from None
             raise ContainerRuntimeError(f"creating {name}: {err.message}") from None
+        self._created.add(container.id)
         return container.id
 
     async def start(self, container_id: str) -> ContainerStatus:
-        # Asked first: the engine would happily run an exited container again.
-        current = await self.status(container_id)
-        if current.state is not ContainerState.CREATED:
-            raise InvalidState(f"{container_id} is {current.state.value}", container_id, current.state)
+        # Asked first (unless this object has just created it): the engine would happily run
+        # an exited container again.
+        if container_id not in self._created:
+            current = await self.status(container_id)
+            if current.state is not ContainerState.CREATED:
+                raise InvalidState(f"{container_id} is {current.state.value}", container_id, current.state)
+        self._created.discard(container_id)
         try:
             await self._container(container_id).start()
         except aiodocker.DockerError as err:
@@ -367,6 +379,7 @@ class DockerRuntime:
         current = await self.status(container_id)
         if current.state is ContainerState.RUNNING:
             raise InvalidState(f"{container_id} still runs", container_id, current.state)
+        self._created.discard(container_id)
         try:
             await self._container(container_id).delete(v=True)
         except aiodocker.DockerError as err:
@@ -547,20 +560,21 @@ class DockerRuntime:
 
     def _remember(self, inspect: dict[str, Any]) -> Sandbox:
         sandbox = self._sandbox(inspect)
-        self._sandboxes[sandbox.pod_uid] = (sandbox.id, inspect["HostConfig"].get("NetworkMode") == "host")
+        host_network = inspect["HostConfig"].get("NetworkMode") == "host"
+        self._sandboxes[sandbox.pod_uid] = _KnownSandbox(sandbox, host_network)
         return sandbox
 
     async def _sandbox_for(self, identity: ContainerIdentity) -> tuple[str, bool]:
         """The id of the pod's running sandbox, and whether it uses the host's network."""
         known = self._sandboxes.get(identity.pod_uid)
         if known is not None:
-            return known
+            return known.sandbox.id, known.host_network
         inspect = await self._sandbox_of(identity.namespace, identity.pod_name, identity.pod_uid)
         if inspect is None:
             pod = f"{identity.namespace}/{identity.pod_name}"
             raise ContainerRuntimeError(f"pod {pod} has no running sandbox")
         self._remember(inspect)
-        return self._sandboxes[identity.pod_uid]
+        return inspect["Id"], inspect["HostConfig"].get("NetworkMode") == "host"
 
     def _sandbox(self, inspect: dict[str, Any]) -> Sandbox:
         labels = inspect["Config"].get("Labels") or {}
