@@ -63,6 +63,16 @@ def agent_endpoint(node: Object) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+async def pod_agent(resources: Resources, pod: str, node_name: str) -> str:
+    """The address of the agent on ``node_name``, where pod ``pod`` runs; 503 when the node is
+    not registered or reports no endpoint."""
+    try:
+        node = await resources.get(NODE, None, node_name)
+    except NotFound:
+        raise ServiceUnavailable(f"node {node_name} of pod {pod} is not registered") from None
+    return agent_endpoint(node)
+
+
 def _tail_lines(text: str) -> int | None:
     if not text:
         return None
@@ -86,11 +96,7 @@ async def pod_log(resources: Resources, request: Request, namespace: str, name: 
     node_name = (pod.get("spec") or {}).get("nodeName")
     if not node_name:
         raise BadRequest(f"pod {name} is not scheduled yet: it has no node, and so no logs")
-    try:
-        node = await resources.get(NODE, None, node_name)
-    except NotFound:
-        raise ServiceUnavailable(f"node {node_name} of pod {name} is not registered") from None
-    endpoint = agent_endpoint(node)
+    endpoint = await pod_agent(resources, name, node_name)
     params = {"follow": "true" if follow else "false"}
     if tail is not None:
         params["tailLines"] = str(tail)

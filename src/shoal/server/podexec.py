@@ -1,6 +1,6 @@
 """The Pod ``exec`` subresource (``kubectl exec``, ``shoal exec``): a WebSocket the server
 relays, message for message, to the ``/exec`` WebSocket of the pod's node agent
-(``shoal.agent.nodeserver``), found as ``pods/log`` finds it (``logs.agent_endpoint``).
+(``shoal.agent.nodeserver``), found as ``pods/log`` finds it (``logs.pod_agent``).
 
 Query: ``command`` (repeated), ``container`` (optional when the pod has one), ``stdin``,
 ``stdout``, ``stderr``, ``tty``. Subprotocols ``v5.channel.k8s.io`` and ``v4.channel.k8s.io``
@@ -32,10 +32,9 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 
 from shoal.api import Object
 from shoal.api import remotecommand as rc
-from shoal.api.errors import ApiError, BadRequest, InternalError, NotFound, ServiceUnavailable
-from shoal.api.kinds.node import NODE
+from shoal.api.errors import ApiError, BadRequest, InternalError, ServiceUnavailable
 from shoal.api.kinds.pod import POD
-from shoal.server.logs import agent_endpoint, pick_container
+from shoal.server.logs import pick_container, pod_agent
 from shoal.server.resources import Resources
 
 log = logging.getLogger(__name__)
@@ -108,11 +107,7 @@ async def agent_url(
     why = _not_running(pod, container)
     if why is not None:
         raise BadRequest(f"container {container} in pod {name} is not running: {why}")
-    try:
-        node = await resources.get(NODE, None, node_name)
-    except NotFound:
-        raise ServiceUnavailable(f"node {node_name} of pod {name} is not registered") from None
-    endpoint = agent_endpoint(node)
+    endpoint = await pod_agent(resources, name, node_name)
     params: list[tuple[str, str]] = [("command", c) for c in command]
     params += [(k, "1" if _flag(query, k) else "0") for k in ("stdin", "stdout", "stderr", "tty")]
     return f"ws://{endpoint}/exec/{namespace}/{name}/{container}?{urlencode(params)}", container, node_name
