@@ -8,6 +8,7 @@ import ipaddress
 import logging
 import signal
 import socket
+import ssl
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import uvicorn
 
 from shoal.client import kubeconfig, manifests
 from shoal.client.local import LocalClient
+from shoal.security.tls import TLSHttpProtocol, TLSWebSocketProtocol
 from shoal.server.app import create_app
 from shoal.server.resources import Resources
 from shoal.store import open_store
@@ -113,10 +115,13 @@ class Listening:
 
 
 @contextlib.asynccontextmanager
-async def serving(app: Any, listener: socket.socket) -> AsyncIterator[Listening]:
+async def serving(
+    app: Any, listener: socket.socket, *, tls: ssl.SSLContext | None = None
+) -> AsyncIterator[Listening]:
     """Serve the ASGI ``app`` on the bound ``listener`` in this event loop while the block
     runs; on exit, stop accepting, finish open requests briefly, and close. The API server
-    and the agent's log endpoint both run this way."""
+    and the agent's log endpoint both run this way. With ``tls`` (``security.tls``) it is
+    HTTPS, and each request's scope carries the client's certificate."""
     host, port = listener.getsockname()[:2]
     config = uvicorn.Config(
         app,
@@ -124,7 +129,9 @@ async def serving(app: Any, listener: socket.socket) -> AsyncIterator[Listening]
         access_log=False,
         lifespan="off",
         loop="none",
-        http="httptools",
+        http=TLSHttpProtocol if tls is not None else "httptools",
+        ws=TLSWebSocketProtocol if tls is not None else "auto",
+        ssl_context_factory=(lambda _config, _default: tls) if tls is not None else None,
         timeout_graceful_shutdown=1,
     )
     server = uvicorn.Server(config)
@@ -135,7 +142,8 @@ async def serving(app: Any, listener: socket.socket) -> AsyncIterator[Listening]
     await server.startup(sockets=[listener])
     main_loop = asyncio.create_task(server.main_loop())  # owned here: awaited below
     try:
-        yield Listening(server, f"http://{host}:{port}", main_loop)
+        scheme = "https" if tls is not None else "http"
+        yield Listening(server, f"{scheme}://{host}:{port}", main_loop)
     finally:
         server.should_exit = True
         await main_loop
