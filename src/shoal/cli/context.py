@@ -55,7 +55,8 @@ class Settings:
     async def client(self) -> AsyncIterator[HttpClient]:
         from shoal.client.http import HttpClient
 
-        client = HttpClient(self.connection().server)
+        connection = self.connection()
+        client = HttpClient(connection.server, credentials=connection.credentials)
         try:
             yield client
         finally:

@@ -34,6 +34,8 @@ from shoal.api.kinds import POD
 from shoal.cli.context import Settings, pass_settings, run
 from shoal.cli.resources import namespace_option
 from shoal.client._interface import object_path
+from shoal.client.kubeconfig import Credentials
+from shoal.security.tls import client_context_from_pem
 
 CONNECT_TIMEOUT = 30.0
 CHUNK = 65536
@@ -68,16 +70,23 @@ def exec_(
         ("stderr", "false" if tty else "true"),
         ("tty", "true" if tty else "false"),
     ]
-    server = settings.connection().server.rstrip("/")
+    connection = settings.connection()
+    server = connection.server.rstrip("/")
     path = object_path(POD, settings.namespace(namespace), pod.removeprefix("pod/"), "exec")
     url = f"{'wss' if server.startswith('https:') else 'ws'}{server[server.index(':') :]}{path}"
-    return run(_exec(server, f"{url}?{urlencode(params)}", stdin=stdin, tty=tty))
+    return run(_exec(server, f"{url}?{urlencode(params)}", connection.credentials, stdin=stdin, tty=tty))
 
 
-async def _exec(server: str, url: str, *, stdin: bool, tty: bool) -> int:
+async def _exec(server: str, url: str, credentials: Credentials, *, stdin: bool, tty: bool) -> int:
+    tls = None
+    if url.startswith("wss:"):
+        tls = client_context_from_pem(credentials.ca_pem, credentials.cert_pem, credentials.key_pem)
+    headers = {"Authorization": f"Bearer {credentials.token}"} if credentials.token else None
     try:
         connection = await connect(
             url,
+            ssl=tls,
+            additional_headers=headers,
             subprotocols=[websockets.Subprotocol(rc.V5)],
             open_timeout=CONNECT_TIMEOUT,
             max_size=None,

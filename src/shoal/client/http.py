@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -11,6 +12,8 @@ import orjson
 from shoal.api import Kind, Object
 from shoal.api.errors import ApiError, ServiceUnavailable
 from shoal.client._interface import MERGE_PATCH, WatchEvent, binding, object_namespace, object_path
+from shoal.client.kubeconfig import Credentials
+from shoal.security.tls import client_context_from_pem
 
 
 class HttpClient:
@@ -21,14 +24,24 @@ class HttpClient:
         timeout: float = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
         limits: httpx.Limits | None = None,
+        credentials: Credentials | None = None,
     ) -> None:
         self.server = server.rstrip("/")
+        self.credentials = credentials or Credentials()
+        headers = {"Accept": "application/json", "User-Agent": "shoal-client"}
+        if self.credentials.token:
+            headers["Authorization"] = f"Bearer {self.credentials.token}"
+        verify: ssl.SSLContext | bool = True
+        if self.server.startswith("https://"):
+            creds = self.credentials
+            verify = client_context_from_pem(creds.ca_pem, creds.cert_pem, creds.key_pem)
         self._http = httpx.AsyncClient(
             base_url=self.server,
             timeout=httpx.Timeout(timeout),
             transport=transport,
             limits=limits or httpx.Limits(max_connections=100, max_keepalive_connections=100),
-            headers={"Accept": "application/json", "User-Agent": "shoal-client"},
+            headers=headers,
+            verify=verify,
         )
 
     async def _request(

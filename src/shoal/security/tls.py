@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,26 @@ def client_context(
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     if cert_file is not None and key_file is not None:
         context.load_cert_chain(cert_file, key_file)
+    return context
+
+
+def client_context_from_pem(
+    ca_pem: bytes | None, cert_pem: bytes | None = None, key_pem: bytes | None = None
+) -> ssl.SSLContext:
+    """``client_context`` from PEM bytes (a kubeconfig's inline data). Without a CA, the
+    system's trust store is used. Python's ssl loads a key pair from files only: it goes
+    through a private temporary folder that is gone when this returns."""
+    if ca_pem:
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cadata=ca_pem.decode())
+    else:
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if cert_pem and key_pem:
+        with tempfile.TemporaryDirectory(prefix="shoal-tls-") as folder:  # mode 0700
+            cert_file, key_file = Path(folder, "tls.crt"), Path(folder, "tls.key")
+            cert_file.write_bytes(cert_pem)
+            key_file.write_bytes(key_pem)
+            context.load_cert_chain(cert_file, key_file)
     return context
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import ipaddress
 import logging
 import signal
@@ -17,10 +18,15 @@ import uvicorn
 
 from shoal.client import kubeconfig, manifests
 from shoal.client.local import LocalClient
+from shoal.security import join as node_join
+from shoal.security import keys, pki
+from shoal.security.audit import FILE_NAME as AUDIT_FILE
+from shoal.security.audit import AuditLog, AuditMiddleware
 from shoal.security.tls import TLSHttpProtocol, TLSWebSocketProtocol
 from shoal.server.app import create_app
 from shoal.server.resources import Resources
 from shoal.store import open_store
+from shoal.store.encryption import EncryptingStore
 
 log = logging.getLogger(__name__)
 
@@ -51,21 +57,40 @@ def parse_listen(listen: str, *, insecure: bool = False) -> tuple[str, int]:
 
 @contextlib.asynccontextmanager
 async def api_server(
-    data_dir: Path, listen: str, store_url: str = "", *, insecure: bool = False
+    data_dir: Path,
+    listen: str,
+    store_url: str = "",
+    *,
+    insecure: bool = False,
+    autolock: bool = False,
+    node_cert_lifetime: dt.timedelta = pki.DEFAULT_LIFETIME,
 ) -> AsyncIterator[tuple[Resources, Listening]]:
     """The API on ``listen`` over the store in ``data_dir`` (or ``store_url``), seeded, with
     the kubeconfig written and SIGINT/SIGTERM stopping it; what ``shoal server`` and the
-    manager share. The store is closed on the way out."""
+    manager share. Secrets are encrypted at rest under the keyring of ``data_dir/keys``
+    (sealed with ``autolock``), mutating requests audited in ``data_dir/audit.log``. The
+    store is closed on the way out."""
     host, port = parse_listen(listen, insecure=insecure)
     data_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 (once, before serving)
+    try:  # the cluster CA (made the first time), serving and admin certificates in data_dir/pki
+        authority = node_join.manager_authority(data_dir, [host, socket.gethostname()], node_cert_lifetime)
+    except (pki.CertificateError, ValueError) as err:
+        raise ConfigError(str(err)) from None
+    keyring, unlock_key = keys.load_or_create(data_dir, autolock=autolock)
+    if unlock_key is not None:
+        keys.announce_unlock_key(unlock_key)
+    elif keyring.locked:
+        log.warning("%s: secrets stay unreadable until then; other objects are served", keys.LOCKED_MESSAGE)
     try:
-        store = await open_store(store_url or f"sqlite:///{data_dir / 'state.db'}")
+        store = EncryptingStore(await open_store(store_url or f"sqlite:///{data_dir / 'state.db'}"), keyring)
     except ValueError as err:  # a store URL that names no backend
         raise ConfigError(f"--store: {err}") from None
+    audit_log = AuditLog(data_dir / AUDIT_FILE)
     try:
         resources = Resources(store)
         await resources.bootstrap()
-        async with listening(resources, host, port) as server:
+        await node_join.serve_joins(resources, authority)  # join tokens pin this CA
+        async with listening(resources, host, port, audit=audit_log) as server:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, server.stop)
@@ -73,6 +98,7 @@ async def api_server(
             yield resources, server
     finally:
         await store.close()
+        audit_log.close()
 
 
 async def serve(
@@ -151,11 +177,22 @@ async def serving(
 
 
 @contextlib.asynccontextmanager
-async def listening(resources: Resources, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[Listening]:
-    """Serve the API on ``host:port`` (0: any free port) while the block runs."""
+async def listening(
+    resources: Resources,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    tls: ssl.SSLContext | None = None,
+    audit: AuditLog | None = None,
+) -> AsyncIterator[Listening]:
+    """Serve the API on ``host:port`` (0: any free port) while the block runs; HTTPS with
+    ``tls``; mutating requests recorded in ``audit`` when given."""
     listener = bind(host, port)
     address = f"{host}:{listener.getsockname()[1]}"
-    async with serving(create_app(resources, address), listener) as server:
+    app: Any = create_app(resources, address)
+    if audit is not None:
+        app = AuditMiddleware(app, audit)
+    async with serving(app, listener, tls=tls) as server:
         yield server
 
 

@@ -22,8 +22,15 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
+from shoal.api.errors import ServiceUnavailable
+from shoal.api.kinds.namespace import NAMESPACE
+from shoal.client import kubeconfig
+from shoal.client.http import HttpClient
+from shoal.client.kubeconfig import Credentials
 from shoal.security.tls import client_certificate, client_context, server_context
-from shoal.server.run import bind, serving
+from shoal.server.resources import Resources
+from shoal.server.run import bind, listening, serving
+from shoal.store.memory import MemoryStore
 
 
 def _name(common_name: str) -> x509.Name:
@@ -142,3 +149,33 @@ async def test_a_certificate_of_another_ca_is_refused_at_the_handshake(
     async with httpx.AsyncClient(verify=ssl.create_default_context()) as http:
         with pytest.raises(httpx.ConnectError):
             await http.get(f"https://{url}/whoami")
+
+
+async def test_the_api_over_tls_with_a_kubeconfig_of_inline_credentials(
+    pki: dict[str, Path], tmp_path: Path
+) -> None:
+    resources = Resources(MemoryStore())
+    await resources.bootstrap()
+    tls = server_context(pki["server"], pki["server_key"], pki["ca"])
+    async with listening(resources, tls=tls) as server:
+        credentials = Credentials(
+            ca_pem=pki["ca"].read_bytes(),
+            cert_pem=pki["client"].read_bytes(),
+            key_pem=pki["client_key"].read_bytes(),
+        )
+        kubeconfig.write(tmp_path / "kubeconfig", server.url, credentials, user="alice")
+        connection = kubeconfig.read(tmp_path / "kubeconfig")
+        assert connection.credentials == credentials and connection.server.startswith("https://")
+        client = HttpClient(connection.server, credentials=connection.credentials)
+        try:
+            names = {n["metadata"]["name"] for n in (await client.list(NAMESPACE))["items"]}
+        finally:
+            await client.close()
+        assert "kube-system" in names
+        # A client that does not trust the cluster CA never gets to send a request.
+        stranger = HttpClient(server.url, credentials=Credentials(ca_pem=pki["stranger"].read_bytes()))
+        try:
+            with pytest.raises(ServiceUnavailable, match="certificate verify failed"):
+                await stranger.list(NAMESPACE)
+        finally:
+            await stranger.close()
