@@ -90,6 +90,10 @@ def test_api_resources_lists_every_kind(shoal_server: Any) -> None:
         "replicasets",
         "daemonsets",
         "jobs",
+        "roles",
+        "clusterroles",
+        "rolebindings",
+        "clusterrolebindings",
     ):
         assert any(line.split()[0] == plural for line in out.splitlines()[1:]), f"{plural} missing:\n{out}"
     deploy = next(line for line in out.splitlines() if line.startswith("deployments"))
@@ -210,3 +214,48 @@ def test_refusals_name_the_field(shoal_server: Any) -> None:
     cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "namespace": "nowhere"}}
     missing_ns = kubectl(shoal_server, "apply", "-f", "-", input=json.dumps(cm), check=False)
     assert 'namespaces "nowhere" not found' in missing_ns.stderr
+
+
+RBAC = """
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata:
+  name: pod-reader
+rules:
+- apiGroups: [""]
+  resources: ["pods", "pods/log"]
+  verbs: ["get", "list", "watch"]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: read-pods
+subjects:
+- kind: User
+  name: jane
+- kind: ServiceAccount
+  name: bot
+  namespace: kubectl-rbac
+roleRef:
+  kind: Role
+  name: pod-reader
+  apiGroup: rbac.authorization.k8s.io
+"""
+
+
+def test_rbac_objects_apply_print_and_keep_their_role_ref(shoal_server: Any, tmp_path: Path) -> None:
+    ns = "kubectl-rbac"
+    create_namespace(shoal_server, ns)
+    manifest = tmp_path / "rbac.yaml"
+    manifest.write_text(RBAC)
+    out = kubectl(shoal_server, "apply", "-n", ns, "-f", str(manifest)).stdout
+    assert "role.rbac.authorization.k8s.io/pod-reader created" in out
+    assert "rolebinding.rbac.authorization.k8s.io/read-pods created" in out
+    table = kubectl(shoal_server, "get", "rolebindings", "-n", ns, "-o", "wide").stdout.splitlines()
+    assert table[0].split() == ["NAME", "ROLE", "AGE", "USERS", "GROUPS", "SERVICEACCOUNTS"]
+    assert table[1].split()[:2] == ["read-pods", "Role/pod-reader"] and f"{ns}/bot" in table[1]
+    roles = kubectl(shoal_server, "get", "roles", "-n", ns).stdout.splitlines()
+    assert roles[0].split() == ["NAME", "CREATED", "AT"] and roles[1].startswith("pod-reader")
+    manifest.write_text(RBAC.replace("kind: Role\n  name: pod-reader", "kind: ClusterRole\n  name: view"))
+    refused = kubectl(shoal_server, "apply", "-n", ns, "-f", str(manifest), check=False)
+    assert refused.returncode != 0 and "cannot change roleRef" in refused.stderr

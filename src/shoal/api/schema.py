@@ -314,7 +314,9 @@ class Obj(Schema):
                 continue
             out[key] = schema.normalize(item, prefix + key, ctx)
         for key in self.required:
-            if key not in out:
+            # A required field with a default is satisfied by it (defaulting precedes
+            # validation in Kubernetes: a RoleBinding's roleRef.apiGroup).
+            if key not in out and not (ctx.apply_defaults and fields[key].default_value() is not None):
                 ctx.errors.append(required(prefix + key))
         if ctx.apply_defaults:
             for key, schema in fields.items():

@@ -31,6 +31,16 @@ MINIMAL: dict[str, dict[str, Any]] = {
     "ReplicaSet": {"spec": {"selector": _SELECTOR, "template": _TEMPLATE}},
     "DaemonSet": {"spec": {"selector": _SELECTOR, "template": _TEMPLATE}},
     "Job": {"spec": {"template": {"spec": _POD_SPEC}}},
+    "Role": {"rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]},
+    "ClusterRole": {"rules": [{"nonResourceURLs": ["/healthz"], "verbs": ["get"]}]},
+    "RoleBinding": {
+        "roleRef": {"kind": "ClusterRole", "name": "view"},
+        "subjects": [{"kind": "User", "name": "u"}],
+    },
+    "ClusterRoleBinding": {
+        "roleRef": {"kind": "ClusterRole", "name": "view"},
+        "subjects": [{"kind": "ServiceAccount", "name": "sa", "namespace": "default"}],
+    },
 }
 
 

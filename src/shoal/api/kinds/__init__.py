@@ -17,6 +17,7 @@ from shoal.api.kinds.lease import LEASE
 from shoal.api.kinds.namespace import NAMESPACE
 from shoal.api.kinds.node import NODE
 from shoal.api.kinds.pod import POD
+from shoal.api.kinds.rbac import CLUSTER_ROLE, CLUSTER_ROLE_BINDING, ROLE, ROLE_BINDING
 from shoal.api.kinds.replicaset import REPLICA_SET
 from shoal.api.kinds.secret import SECRET
 from shoal.api.kinds.service import SERVICE
@@ -35,10 +36,16 @@ ALL_KINDS: tuple[Kind, ...] = (
     REPLICA_SET,
     DAEMON_SET,
     JOB,
+    ROLE,
+    CLUSTER_ROLE,
+    ROLE_BINDING,
+    CLUSTER_ROLE_BINDING,
 )
 
 __all__ = [
     "ALL_KINDS",
+    "CLUSTER_ROLE",
+    "CLUSTER_ROLE_BINDING",
     "CONFIG_MAP",
     "DAEMON_SET",
     "DEPLOYMENT",
@@ -50,6 +57,8 @@ __all__ = [
     "NODE",
     "POD",
     "REPLICA_SET",
+    "ROLE",
+    "ROLE_BINDING",
     "SECRET",
     "SERVICE",
 ]
