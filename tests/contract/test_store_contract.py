@@ -1,6 +1,7 @@
 """The store contract (DESIGN §3): every backend passes every test in this file.
 
-A new backend joins by adding itself to ``_open_backend``. Prefixes are plain string
+A new backend joins by adding itself to ``_open_backend``. Each backend also runs wrapped in
+the ``EncryptingStore`` (encryption at rest) with every key encrypted. Prefixes are plain string
 prefixes: a watch or list on ``/a/`` sees ``/a/x`` but not ``/ab``; the API layer always
 uses prefixes that end in ``/``.
 """
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from shoal.security.keys import load_or_create
 from shoal.store import (
     Compacted,
     Event,
@@ -27,6 +29,7 @@ from shoal.store import (
     StoreError,
 )
 from shoal.store._watch import DEFAULT_MAX_BACKLOG, DEFAULT_RING_SIZE, HISTORY_PAGE
+from shoal.store.encryption import EncryptingStore
 from shoal.store.memory import MemoryStore
 from shoal.store.sqlite import SqliteStore
 
@@ -35,6 +38,13 @@ TIMEOUT = 5.0
 
 
 async def _open_backend(backend: str, tmp_path: Path, *, ring_size: int, max_backlog: int) -> Store:
+    if backend.endswith("+encrypted"):
+        # Every key encrypted (not only Secrets): the wrapper must keep the whole contract.
+        inner = await _open_backend(
+            backend.removesuffix("+encrypted"), tmp_path, ring_size=ring_size, max_backlog=max_backlog
+        )
+        keyring, _ = load_or_create(tmp_path)
+        return EncryptingStore(inner, keyring, prefixes=("",))
     if backend == "memory":
         return MemoryStore(max_backlog=max_backlog)
     if backend == "sqlite":
@@ -43,7 +53,7 @@ async def _open_backend(backend: str, tmp_path: Path, *, ring_size: int, max_bac
     raise AssertionError(backend)
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "memory+encrypted", "sqlite+encrypted"])
 async def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[OpenStore]:
     """Opens a store of the backend under test; options a backend lacks are ignored."""
     opened: list[Store] = []

@@ -449,7 +449,7 @@ async def test_discovery_and_health(api: Api) -> None:
     assert (await api.ok("GET", "/version"))["major"] == "1"
     assert (await api.ok("GET", "/api"))["versions"] == ["v1"]
     groups = {g["name"] for g in (await api.ok("GET", "/apis"))["groups"]}
-    assert groups == {"apps", "batch", "coordination.k8s.io", "metrics.k8s.io"}
+    assert groups == {"apps", "batch", "coordination.k8s.io", "metrics.k8s.io", "rbac.authorization.k8s.io"}
     core = {r["name"]: r for r in (await api.ok("GET", "/api/v1"))["resources"]}
     assert core["pods"]["shortNames"] == ["po"] and core["pods"]["namespaced"] is True
     assert "pods/status" in core and core["nodes"]["namespaced"] is False

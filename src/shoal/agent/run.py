@@ -6,32 +6,20 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import httpx
-
 from shoal.agent.agent import Agent
 from shoal.agent.config import AgentConfig
 from shoal.agent.runtimes import Runtime
 from shoal.agent.runtimes.exec import ExecRuntime
-from shoal.api.errors import ApiError, ServiceUnavailable
 from shoal.client.http import HttpClient
+from shoal.security.join import Joined, join_cluster
 
 
-async def check_join(server: str, token: str, node_name: str) -> None:
-    """Ask the manager whether ``token`` admits this node; raises the manager's refusal
-    (a wrong or rotated token is a 401 that says so)."""
-    try:
-        async with httpx.AsyncClient(timeout=10) as http:
-            response = await http.post(
-                f"{server.rstrip('/')}/shoal/v1/join", json={"token": token, "nodeName": node_name}
-            )
-    except httpx.HTTPError as err:
-        raise ServiceUnavailable(f"cannot reach the manager at {server}: {err}") from None
-    if response.status_code >= 400:
-        try:
-            status = response.json()
-        except ValueError:
-            status = {"message": response.text[:200]}
-        raise ApiError.from_status(status if isinstance(status, dict) else {}, response.status_code)
+async def check_join(server: str, token: str, node_name: str, state_dir: Path) -> Joined:
+    """Join the cluster at ``server`` with ``token``: the manager checks the token's secret and
+    signs this node's certificate (its key is made here and never sent); this side refuses a
+    manager whose CA does not match the token's digest. The key, certificate and CA are kept
+    in ``state_dir/pki``. Raises the refusal (a wrong or rotated token is a 401 that says so)."""
+    return await join_cluster(server, token, node_name, state_dir)
 
 
 async def run_agent(server: str, state_dir: Path, config: AgentConfig) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import socket
 from contextlib import suppress
@@ -68,6 +69,40 @@ STATS_INTERVAL = click.option(
 )
 
 
+def parse_duration(text: str) -> float:
+    """Seconds in ``text``: 90d, 2160h, 1h30m, 10m, 45s (Swarm's --cert-expiry spelling, with days)."""
+    units = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+    total, number = 0.0, ""
+    for char in text.strip():
+        if char.isdigit() or char == ".":
+            number += char
+        elif char in units and number:
+            total += float(number) * units[char]
+            number = ""
+        else:
+            raise click.BadParameter(f"{text!r}: expected a duration such as 90d, 2160h, 10m")
+    if number:
+        raise click.BadParameter(f"{text!r}: a number needs a unit (d, h, m or s)")
+    return total
+
+
+def _cert_expiry(ctx: click.Context, param: click.Parameter, value: str) -> dt.timedelta:
+    lifetime = dt.timedelta(seconds=parse_duration(value))
+    if lifetime < dt.timedelta(minutes=1):
+        raise click.BadParameter(f"{value!r}: node certificates live at least 1m")
+    return lifetime
+
+
+CERT_EXPIRY = click.option(
+    "--cert-expiry",
+    default="90d",
+    show_default=True,
+    callback=_cert_expiry,
+    metavar="DURATION",
+    help="How long node certificates are valid (renewed when a third is left), e.g. 90d, 2160h, 10m.",
+)
+
+
 MANAGER_ROLE_LABEL = "node-role.kubernetes.io/manager"
 
 
@@ -127,7 +162,14 @@ def _route_source(url: str) -> str:
 @DOCKER_HOST
 @ADVERTISE_ADDR
 @STATS_INTERVAL
+@CERT_EXPIRY
 @click.option("--no-agent", is_flag=True, help="Manage only: run no workloads on this machine.")
+@click.option(
+    "--autolock",
+    is_flag=True,
+    help="Seal the key that encrypts Secrets with an unlock key printed once; after a restart "
+    "Secrets stay unreadable until `shoal unlock` (as Swarm's autolock).",
+)
 def init(
     data_dir: Path,
     listen: str,
@@ -140,7 +182,9 @@ def init(
     docker_host: str | None,
     advertise_addr: str | None,
     stats_interval: float,
+    cert_expiry: dt.timedelta,
     no_agent: bool,
+    autolock: bool,
 ) -> None:
     """Start a cluster: a manager, and an agent so that this machine runs workloads."""
     from shoal.manager.run import run_manager
@@ -163,7 +207,18 @@ def init(
         click.echo(f"to add a worker, run on it:\n    shoal join {url} --token {token}")
 
     with suppress(Interrupted):
-        run(run_manager(data_dir, listen, store_url, agent=agent, on_ready=on_ready, insecure=insecure))
+        run(
+            run_manager(
+                data_dir,
+                listen,
+                store_url,
+                agent=agent,
+                on_ready=on_ready,
+                insecure=insecure,
+                node_cert_lifetime=cert_expiry,
+                autolock=autolock,
+            )
+        )
 
 
 @click.command()
@@ -198,8 +253,12 @@ def join(
     state_dir = data_dir.expanduser().absolute() / f"agent-{config.node_name}"
 
     async def body() -> None:
-        await check_join(manager_url, token, config.node_name)
-        click.echo(f"node {config.node_name} joined the cluster at {manager_url}")
+        joined = await check_join(manager_url, token, config.node_name, state_dir)
+        click.echo(
+            f"node {config.node_name} joined the cluster at {manager_url} as a {joined.role} "
+            f"(certificate {joined.credentials.cert_path}, valid until "
+            f"{joined.certificate.certificate.not_valid_after_utc:%Y-%m-%d %H:%M} UTC)"
+        )
         await run_agent(manager_url, state_dir, config)
 
     with suppress(Interrupted):

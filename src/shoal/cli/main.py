@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from shoal.api.errors import ApiError, ServiceUnavailable
-from shoal.cli import cluster, logs, node, resources, server, service, swarm_objects, token
+from shoal.cli import cluster, logs, node, resources, secretkey, server, service, swarm_objects, token, user
 from shoal.cli.context import Failed, Interrupted, Settings
 from shoal.cli.exec import exec_
 from shoal.cli.output import echo_error
@@ -66,6 +66,9 @@ cli.add_command(service.ps)
 cli.add_command(node.node)
 cli.add_command(swarm_objects.secret)
 cli.add_command(swarm_objects.config)
+cli.add_command(secretkey.unlock)
+cli.add_command(secretkey.secret_key)
+cli.add_command(user.user)
 
 
 def explain(err: BaseException) -> tuple[str, int]:

@@ -1,12 +1,14 @@
-"""Docker Swarm's node commands: ``shoal node ls|inspect|update``.
+"""Docker Swarm's node commands: ``shoal node ls|inspect|update|rm``.
 
 Availability is the ``shoal.io/availability`` annotation the scheduler reads: ``pause``
 stops new placements, ``drain`` also moves the node's controlled pods away (they are
 deleted, and their controllers recreate them on the nodes the scheduler still accepts).
+``rm`` revokes the node's certificate (``security.join.revoke_node``) and deletes the Node.
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import click
@@ -119,6 +121,35 @@ async def _update(
         if availability == "drain":
             moved = await _drain(client, name)
             output.echo(f"{name}: drained, {moved} pod{'s' if moved != 1 else ''} moved")
+
+
+@node.command("rm")
+@click.argument("names", nargs=-1, required=True, metavar="NAME...")
+@click.option("-f", "--force", is_flag=True, help="Remove a node that is still Ready.")
+@pass_settings
+def rm(settings: Settings, names: tuple[str, ...], force: bool) -> None:
+    """Remove nodes from the cluster: their certificates are revoked, their Node objects deleted.
+    A Ready node is refused without --force (drain it and stop its agent first)."""
+    run(_rm(settings, names, force))
+
+
+async def _rm(settings: Settings, names: tuple[str, ...], force: bool) -> None:
+    from shoal.security import join as node_join  # the PKI loads only for this command
+
+    async with settings.client() as client:
+        for name in names:
+            current = await client.get(NODE, name)
+            if swarm_spec.node_status(current) == "Ready" and not force:
+                raise click.ClickException(
+                    f"node {name} is Ready: drain it (shoal node update --availability drain {name}), "
+                    "stop its agent, or remove it anyway with --force"
+                )
+            serials = await node_join.revoke_node(client, name)
+            with contextlib.suppress(NotFound):
+                await client.delete(NODE, name)
+            listed = ", ".join(f"{serial:x}" for serial in serials)
+            revoked = f" (certificate{'s' if len(serials) > 1 else ''} {listed} revoked)" if serials else ""
+            output.echo(f"{name}{revoked}")
 
 
 async def _drain(client: Client, name: str) -> int:

@@ -4,6 +4,7 @@ local agent so that a one-machine cluster runs workloads."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import os
 import socket
 from collections.abc import Callable
@@ -13,6 +14,8 @@ from shoal.agent.config import AgentConfig
 from shoal.agent.run import run_agent
 from shoal.client.local import LocalClient
 from shoal.manager.controlplane import run_as_leader
+from shoal.security import join as node_join
+from shoal.security import keys, pki
 from shoal.security import tokens as join_tokens
 from shoal.server.run import api_server
 
@@ -25,12 +28,26 @@ async def run_manager(
     agent: AgentConfig | None = None,
     on_ready: Callable[[str, str], None] | None = None,
     insecure: bool = False,
+    autolock: bool = False,
+    node_cert_lifetime: dt.timedelta = pki.DEFAULT_LIFETIME,
 ) -> None:
     """Serve and manage until SIGINT/SIGTERM. ``on_ready(url, worker_token)`` is called once
-    the API listens."""
-    async with api_server(data_dir, listen, store_url, insecure=insecure) as (resources, server):
+    the API listens (with autolock after a restart: once ``shoal unlock`` has opened the
+    keyring, since the join tokens are a Secret)."""
+    async with api_server(
+        data_dir,
+        listen,
+        store_url,
+        insecure=insecure,
+        autolock=autolock,
+        node_cert_lifetime=node_cert_lifetime,
+    ) as (
+        resources,
+        server,
+    ):
         local = LocalClient(resources)
-        token = (await join_tokens.tokens(local))["worker"]
+        if agent is not None:  # the local agent's node certificate, for the TLS step
+            await node_join.issue_local_node_credentials(resources, agent.node_name, data_dir / "agent")
         async with asyncio.TaskGroup() as tasks:
             parts = [
                 tasks.create_task(
@@ -41,8 +58,8 @@ async def run_manager(
                 parts.append(
                     tasks.create_task(run_agent(server.url, data_dir / "agent", agent), name="local agent")
                 )
-            if on_ready is not None:
-                on_ready(server.url, token)
+            if on_ready is not None and await keys.until_unlocked(resources.store, server.stopped()):
+                on_ready(server.url, (await join_tokens.tokens(local))["worker"])
             await server.stopped()
             for part in parts:
                 part.cancel()

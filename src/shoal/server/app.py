@@ -25,18 +25,13 @@ from shoal.api.errors import (
     ApiError,
     BadRequest,
     InternalError,
-    Invalid,
     MethodNotAllowed,
     NotAcceptable,
     NotFound,
     RequestTooLarge,
     UnsupportedMediaType,
-    invalid,
-    required,
 )
-from shoal.api.validation import dns1123_subdomain
-from shoal.client.local import LocalClient
-from shoal.security import tokens as join_tokens
+from shoal.security import join as node_join
 from shoal.server import discovery, logs, metrics, openapi, podexec, scale
 from shoal.server.resources import (
     IGNORE,
@@ -177,23 +172,16 @@ class Api:
         return json_response(discovery.resource_list(REGISTRY, group, version))
 
     async def join(self, request: Request) -> Response:
-        """A machine asks to join as a worker: its token must be the cluster's current one.
-        (With the security work the answer carries the node's certificate.)"""
+        """A machine asks to join: ``security.join.answer`` checks its token's secret and signs
+        its node certificate."""
         body = decode_body(await read_body(request), request.headers.get("content-type", JSON))
-        if not isinstance(body, dict):
-            raise BadRequest("a join request is a JSON object with token and nodeName")
-        token, node = body.get("token"), body.get("nodeName")
-        if not isinstance(token, str) or not token:
-            raise Invalid.for_object("JoinRequest", "shoal.io", "", [required("token")])
-        if not isinstance(node, str) or not node:
-            raise Invalid.for_object("JoinRequest", "shoal.io", "", [required("nodeName")])
-        problems = dns1123_subdomain(node)
-        if problems:
-            raise Invalid.for_object(
-                "JoinRequest", "shoal.io", node, [invalid("nodeName", node, p) for p in problems]
-            )
-        await join_tokens.verify(LocalClient(self.resources), "worker", token)
-        return json_response({"apiVersion": "shoal.io/v1", "kind": "JoinResponse", "nodeName": node})
+        return json_response(await node_join.answer(self.resources, body))
+
+    async def unlock(self, request: Request) -> Response:
+        """``shoal unlock``: the operator's key opens the sealed keyring (autolock)."""
+        from shoal.security.keys import unlock_request
+
+        return json_response(await unlock_request(self.resources.store, await read_body(request)))
 
     async def openapi_index(self, request: Request) -> Response:
         return json_response(openapi.index(REGISTRY))
@@ -521,6 +509,7 @@ def create_app(resources: Resources, server_address: str = "127.0.0.1:6443") -> 
         Route("/apis", guarded(api.groups)),
         Route("/openapi/v3", guarded(api.openapi_index)),
         Route("/shoal/v1/join", guarded(api.join), methods=["POST"]),
+        Route("/shoal/v1/unlock", guarded(api.unlock), methods=["POST"]),
         Route("/openapi/v3/{path:path}", guarded(api.openapi_document)),
         Route("/api/v1/{path:path}", guarded(api.core_resource), methods=verbs),
         WebSocketRoute("/api/v1/namespaces/{namespace}/pods/{name}/exec", api.pod_exec),

@@ -61,6 +61,13 @@ def request_attributes(
         verb = "delete" if name else "deletecollection"
     else:
         verb = _METHOD_VERBS.get(method, method.lower())
+    field_selector = query.get("fieldSelector", "")
+    if not name and verb in ("list", "watch"):
+        # A list of one object by name is authorized as that object, as Kubernetes does.
+        for term in field_selector.split(","):
+            key, sep, value = term.partition("=")
+            if sep and key.strip() == "metadata.name" and not value.startswith("="):
+                name = value.strip()
     return RequestAttributes(
         user,
         verb,
@@ -70,5 +77,5 @@ def request_attributes(
         namespace=namespace,
         name=name,
         path=path,
-        field_selector=query.get("fieldSelector", ""),
+        field_selector=field_selector,
     )

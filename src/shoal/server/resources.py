@@ -181,7 +181,7 @@ class Resources:
                     secrets.choice(_SUFFIX_ALPHABET) for _ in range(5)
                 )
             if options.dry_run:
-                if await self.store.get(kind.key(namespace, meta["name"])) is not None:
+                if await self._store_call(self.store.get(kind.key(namespace, meta["name"]))) is not None:
                     raise _already_exists(kind, meta["name"])
                 return obj
             try:

@@ -97,3 +97,9 @@ def test_non_resource_requests(method: str, path: str, verb: str) -> None:
 def test_the_field_selector_is_kept_for_the_node_authorizer() -> None:
     query = {"fieldSelector": "spec.nodeName=n1"}
     assert request_attributes(USER, "GET", "/api/v1/pods", query).field_selector == "spec.nodeName=n1"
+
+
+def test_a_list_of_one_name_is_authorized_as_that_object() -> None:
+    query = {"fieldSelector": "metadata.name=shoal-join-tokens"}
+    attrs = request_attributes(USER, "GET", "/api/v1/namespaces/kube-system/secrets", query)
+    assert (attrs.verb, attrs.name) == ("list", "shoal-join-tokens")
