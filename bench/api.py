@@ -1,19 +1,25 @@
-"""API benchmark: creates per second and latency over HTTP and in-process, and watch fan-out.
+"""API benchmark: creates per second and latency over HTTPS and in-process, and watch fan-out.
 
 Prints one JSON document. Runs every measurement twice, interleaved (A B A B), because these
 machines are noisy; report both rounds.
 
     .venv/bin/python bench/api.py [--quick]
 
+The server serves HTTPS only, every request authenticated and authorized. The Python (httpx)
+clients connect as kubectl does, with the kubeconfig `shoal server` writes (the cluster CA and
+the admin's client certificate); wrk cannot present a client certificate, so it sends an admin
+bearer token (a user in system:masters) that the benchmark makes first. Connections are kept
+alive: the TLS handshake is paid once per connection, not per create.
+
 Measurements:
-- http_wrk_cN: N connections each creating ConfigMaps back to back over HTTP against a real
+- https_wrk_cN: N connections each creating ConfigMaps back to back over HTTPS against a real
   `shoal server` process (sqlite store), driven by wrk (C) so that the load generator does
   not eat the CPU the server needs: creates/s, p50, p99 (needs Debian's wrk);
-- http_python_cN: the same with N concurrent Python (httpx) clients in another process,
+- https_python_cN: the same with N concurrent Python (httpx) clients in another process,
   which is what a Python caller sees (the client costs as much CPU as the server);
-- http_fixed_rate: creates sent at a fixed 200/s (open loop): p50, p99;
+- https_fixed_200_per_s: creates sent at a fixed 200/s (open loop): p50, p99;
 - in_process: the same creates through the in-process client (sqlite and memory stores);
-- watch_fanout_R_per_s: 100 HTTP watchers on one namespace while ConfigMaps are created at R
+- watch_fanout_R_per_s: 100 HTTPS watchers on one namespace while ConfigMaps are created at R
   per second; every watcher must see every event; delay from just before the create is sent
   to the watcher reading the event.
 """
@@ -66,10 +72,41 @@ def config_map(name: str, sent: float | None = None) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": {"key": "value" * 8}}
 
 
+def http_options(kubeconfig: Path) -> dict[str, Any]:
+    """httpx options for a kubeconfig: its server, and its credentials (the cluster CA and the
+    admin's client certificate) as an SSL context. Each client process makes its own."""
+    from shoal.client.kubeconfig import read
+    from shoal.security.tls import client_context_from_pem
+
+    connection = read(kubeconfig)
+    creds = connection.credentials
+    headers = {"Authorization": f"Bearer {creds.token}"} if creds.token else {}
+    verify = client_context_from_pem(creds.ca_pem, creds.cert_pem, creds.key_pem)
+    return {"base_url": connection.server, "verify": verify, "headers": headers}
+
+
+async def admin_token(kubeconfig: Path) -> str:
+    """A bearer token for an admin (group system:masters), made through the API with the
+    kubeconfig's credentials: what wrk sends, as it cannot present a client certificate."""
+    from shoal.client.http import HttpClient
+    from shoal.client.kubeconfig import read
+    from shoal.security.usertokens import create_token
+
+    connection = read(kubeconfig)
+    client = HttpClient(connection.server, credentials=connection.credentials)
+    try:
+        return await create_token(client, "bench-wrk", groups=("system:masters",), ttl=3600)
+    finally:
+        await client.close()
+
+
 class Server:
-    """A real `shoal server` process on a fresh data dir."""
+    """A real `shoal server` process on a fresh data dir; ``kubeconfig`` holds the admin's
+    credentials, ``token`` is an admin bearer token for wrk."""
 
     def __init__(self, data_dir: Path) -> None:
+        self.kubeconfig = data_dir / "kubeconfig"
+        self.token = ""
         self.proc = subprocess.Popen(
             [
                 sys.executable,
@@ -92,9 +129,10 @@ class Server:
             line = self.proc.stdout.readline()
             if not line:
                 raise RuntimeError("shoal server exited before it was ready")
-            match = re.search(r"(http://[^\s;,]+)", line)
+            match = re.search(r"ready at (https://[^\s;,]+)", line)
             if match:
                 self.url = match.group(1)
+                self.token = asyncio.run(admin_token(self.kubeconfig))
                 return
         raise RuntimeError("shoal server did not become ready")
 
@@ -103,12 +141,18 @@ class Server:
         self.proc.wait(timeout=10)
 
 
-async def closed_loop(url: str, ns: str, concurrency: int, total: int) -> dict[str, float]:
+def expect_created(response: httpx.Response) -> None:
+    assert response.status_code == 201, response.text
+
+
+async def closed_loop(kubeconfig: Path, ns: str, concurrency: int, total: int) -> dict[str, float]:
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as http:
-        await http.post(
-            "/api/v1/namespaces",
-            content=orjson.dumps({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+    async with httpx.AsyncClient(**http_options(kubeconfig), limits=limits, timeout=30) as http:
+        expect_created(
+            await http.post(
+                "/api/v1/namespaces",
+                content=orjson.dumps({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+            )
         )
         latencies: list[float] = []
         counter = iter(range(total))
@@ -128,13 +172,17 @@ async def closed_loop(url: str, ns: str, concurrency: int, total: int) -> dict[s
         return summary(latencies, time.perf_counter() - start)
 
 
-async def fixed_rate(url: str, ns: str, rate: float, seconds: float) -> dict[str, float]:
+async def fixed_rate(kubeconfig: Path, ns: str, rate: float, seconds: float) -> dict[str, float]:
     async with httpx.AsyncClient(
-        base_url=url, timeout=30, limits=httpx.Limits(max_connections=64, max_keepalive_connections=64)
+        **http_options(kubeconfig),
+        timeout=30,
+        limits=httpx.Limits(max_connections=64, max_keepalive_connections=64),
     ) as http:
-        await http.post(
-            "/api/v1/namespaces",
-            content=orjson.dumps({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+        expect_created(
+            await http.post(
+                "/api/v1/namespaces",
+                content=orjson.dumps({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+            )
         )
         latencies: list[float] = []
 
@@ -156,7 +204,7 @@ async def fixed_rate(url: str, ns: str, rate: float, seconds: float) -> dict[str
         return result
 
 
-def wrk_closed_loop(url: str, prefix: str, connections: int, seconds: int) -> dict[str, float]:
+def wrk_closed_loop(url: str, token: str, prefix: str, connections: int, seconds: int) -> dict[str, float]:
     script = Path(__file__).with_name("wrk_create.lua")
     out = subprocess.run(
         [
@@ -165,6 +213,8 @@ def wrk_closed_loop(url: str, prefix: str, connections: int, seconds: int) -> di
             f"-c{connections}",
             f"-d{seconds}s",
             "--latency",
+            "-H",
+            f"Authorization: Bearer {token}",
             "-s",
             str(script),
             url,
@@ -179,6 +229,8 @@ def wrk_closed_loop(url: str, prefix: str, connections: int, seconds: int) -> di
     line = next(text for text in out.splitlines() if text.startswith("WRK_JSON "))
     data = json.loads(line.removeprefix("WRK_JSON "))
     ok = data["requests"] - data["non_2xx"]
+    if not ok:
+        raise RuntimeError(f"wrk: none of {data['requests']} creates succeeded (refused: {data['non_2xx']})")
     return {
         "creates": ok,
         "refused": data["non_2xx"],
@@ -188,12 +240,12 @@ def wrk_closed_loop(url: str, prefix: str, connections: int, seconds: int) -> di
     }
 
 
-def run_http_client(url: str, mode: str, ns: str, arg: int, total: int, out: Any) -> None:
+def run_http_client(kubeconfig: Path, mode: str, ns: str, arg: int, total: int, out: Any) -> None:
     """Runs in a separate process so that client and server do not share one interpreter."""
     if mode == "closed":
-        result = asyncio.run(closed_loop(url, ns, arg, total))
+        result = asyncio.run(closed_loop(kubeconfig, ns, arg, total))
     else:
-        result = asyncio.run(fixed_rate(url, ns, float(arg), total / arg))
+        result = asyncio.run(fixed_rate(kubeconfig, ns, float(arg), total / arg))
     out.send(result)
 
 
@@ -242,21 +294,24 @@ async def in_process(store_url: str, concurrency: int, total: int) -> dict[str, 
         await store.close()
 
 
-def run_watchers(url: str, ns: str, watchers: int, events: int, ready: Any, out: Any) -> None:
+def run_watchers(kubeconfig: Path, ns: str, watchers: int, events: int, ready: Any, out: Any) -> None:
     async def main() -> dict[str, Any]:
         delays: list[float] = []
         counts = [0] * watchers
         limits = httpx.Limits(max_connections=watchers + 4, max_keepalive_connections=watchers + 4)
         async with httpx.AsyncClient(
-            base_url=url, timeout=httpx.Timeout(60, read=None), limits=limits
+            **http_options(kubeconfig), timeout=httpx.Timeout(60, read=None), limits=limits
         ) as http:
-            rv = (await http.get(CM_PATH.format(ns=ns))).json()["metadata"]["resourceVersion"]
+            listing = await http.get(CM_PATH.format(ns=ns))
+            assert listing.status_code == 200, listing.text
+            rv = listing.json()["metadata"]["resourceVersion"]
             opened = 0
 
             async def watch(index: int) -> None:
                 nonlocal opened
                 params = {"watch": "1", "resourceVersion": rv}
                 async with http.stream("GET", CM_PATH.format(ns=ns), params=params) as response:
+                    assert response.status_code == 200, await response.aread()
                     opened += 1
                     if opened == watchers:
                         ready.send(True)
@@ -284,15 +339,19 @@ def run_watchers(url: str, ns: str, watchers: int, events: int, ready: Any, out:
     out.send(asyncio.run(main()))
 
 
-def watch_fanout(url: str, ns: str, watchers: int, events: int, rate: float) -> dict[str, Any]:
-    with httpx.Client(base_url=url, timeout=30) as http:
-        http.post(
-            "/api/v1/namespaces",
-            content=orjson.dumps({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+def watch_fanout(kubeconfig: Path, ns: str, watchers: int, events: int, rate: float) -> dict[str, Any]:
+    with httpx.Client(**http_options(kubeconfig), timeout=30) as http:
+        expect_created(
+            http.post(
+                "/api/v1/namespaces",
+                content=orjson.dumps({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+            )
         )
         ready_r, ready_w = multiprocessing.Pipe(duplex=False)
         out_r, out_w = multiprocessing.Pipe(duplex=False)
-        proc = multiprocessing.Process(target=run_watchers, args=(url, ns, watchers, events, ready_w, out_w))
+        proc = multiprocessing.Process(
+            target=run_watchers, args=(kubeconfig, ns, watchers, events, ready_w, out_w)
+        )
         proc.start()
         if not ready_r.poll(60):
             raise RuntimeError("watchers did not start")
@@ -300,7 +359,8 @@ def watch_fanout(url: str, ns: str, watchers: int, events: int, rate: float) -> 
         start = time.perf_counter()
         for i in range(events):
             time.sleep(max(0.0, start + i / rate - time.perf_counter()))
-            http.post(CM_PATH.format(ns=ns), content=orjson.dumps(config_map(f"w-{i}", time.time())))
+            body = orjson.dumps(config_map(f"w-{i}", time.time()))
+            expect_created(http.post(CM_PATH.format(ns=ns), content=body))
         result: dict[str, Any] = out_r.recv()
         proc.join()
         result["create_rate"] = rate
@@ -334,17 +394,24 @@ def main() -> None:
                 for c in (1, 8, 32):
                     if shutil.which("wrk"):
                         seconds = 3 if args.quick else 8
-                        round_out[f"http_wrk_c{c}"] = wrk_closed_loop(server.url, f"r{r}c{c}", c, seconds)
+                        round_out[f"https_wrk_c{c}"] = wrk_closed_loop(
+                            server.url, server.token, f"r{r}c{c}", c, seconds
+                        )
                     count = total // 4 if c == 1 else total
-                    round_out[f"http_python_c{c}"] = in_other_process(
-                        run_http_client, server.url, "closed", f"r{r}c{c}", c, count
+                    round_out[f"https_python_c{c}"] = in_other_process(
+                        run_http_client, server.kubeconfig, "closed", f"r{r}c{c}", c, count
                     )
-                round_out["http_fixed_200_per_s"] = in_other_process(
-                    run_http_client, server.url, "fixed", f"r{r}fixed", 200, 2000 if not args.quick else 600
+                round_out["https_fixed_200_per_s"] = in_other_process(
+                    run_http_client,
+                    server.kubeconfig,
+                    "fixed",
+                    f"r{r}fixed",
+                    200,
+                    2000 if not args.quick else 600,
                 )
                 for rate in (20, 200):
                     round_out[f"watch_fanout_{rate}_per_s"] = watch_fanout(
-                        server.url, f"r{r}watch{rate}", 100, 200 if not args.quick else 40, rate=rate
+                        server.kubeconfig, f"r{r}watch{rate}", 100, 200 if not args.quick else 40, rate=rate
                     )
             finally:
                 server.stop()

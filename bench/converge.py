@@ -8,6 +8,8 @@ Prints one JSON document (also when interrupted by SIGTERM: what was measured so
 The cluster is `shoal init` (manager with its local agent, node-1) and two `shoal join` agents
 (node-2, node-3), each a separate OS process on loopback, in a temporary directory. The agents
 run with `--max-pods 200` instead of the default 110, or 500 pods would not fit on three nodes.
+The benchmark reads and writes the API over HTTPS as the admin, with the kubeconfig `shoal init`
+writes (the cluster CA and the admin's client certificate).
 
 Measurements, each round (rounds run one after the other on the same cluster: A B A B):
 - converge_N: from the POST of a Deployment of N replicas (exec runtime, `sleep 3600`) to all
@@ -124,6 +126,7 @@ class Cluster:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.url = ""
         self.token = ""
+        self.kubeconfig = root / "manager" / "kubeconfig"  # the admin's, written by init
 
     def _spawn(self, name: str, *args: str) -> tuple[subprocess.Popen[bytes], Path]:
         log = self.root / f"{name}.log"
@@ -148,7 +151,7 @@ class Cluster:
             "--name",
             "node-1",
         )
-        self.url = wait_for_line(log, proc, r"manager ready at (http://[^\s;]+)", 60).group(1)
+        self.url = wait_for_line(log, proc, r"manager ready at (https://[^\s;]+)", 60).group(1)
         self.token = wait_for_line(log, proc, r"shoal join \S+ --token (\S+)", 10).group(1)
         for name in ("node-2", "node-3"):
             self.join(name)
@@ -518,10 +521,23 @@ async def ready_nodes(http: httpx.AsyncClient, want: int, within: float) -> None
     raise RuntimeError(f"fewer than {want} Ready nodes after {within}s")
 
 
+def http_options(kubeconfig: Path) -> dict[str, Any]:
+    """httpx options for a kubeconfig: its server, and its credentials (the cluster CA and the
+    admin's client certificate) as an SSL context."""
+    from shoal.client.kubeconfig import read
+    from shoal.security.tls import client_context_from_pem
+
+    connection = read(kubeconfig)
+    creds = connection.credentials
+    headers = {"Authorization": f"Bearer {creds.token}"} if creds.token else {}
+    verify = client_context_from_pem(creds.ca_pem, creds.cert_pem, creds.key_pem)
+    return {"base_url": connection.server, "verify": verify, "headers": headers}
+
+
 async def bench(cluster: Cluster, args: argparse.Namespace, results: dict[str, Any]) -> None:
     started = time.monotonic()
     limits = httpx.Limits(max_connections=16, max_keepalive_connections=16)
-    async with httpx.AsyncClient(base_url=cluster.url, timeout=30, limits=limits) as http:
+    async with httpx.AsyncClient(**http_options(cluster.kubeconfig), timeout=30, limits=limits) as http:
         await ready_nodes(http, 3, 60)
         for r in range(1, args.rounds + 1):
             round_out: dict[str, Any] = results.setdefault(f"round_{r}", {})

@@ -11,9 +11,10 @@ Needs root, dockerd (Debian docker.io), the docker CLI and busybox-static
 the machine's interfaces or firewall, and no registry is used (the image is Debian's static
 busybox, imported). Swarm is that engine in swarm mode (`docker swarm init --advertise-addr
 <lab IP>`); shoal is `shoal init --runtime docker --docker-host unix://<the engine's socket>`,
-a manager with its local agent, in the same namespace (its API on that namespace's loopback:
-shoal serves plain HTTP only there). Both stay up for the whole run and
-take turns, A B A B: each round runs the Swarm sequence, then the shoal sequence.
+a manager with its local agent, in the same namespace (its API over HTTPS on that namespace's
+loopback; the shoal CLIs use the admin kubeconfig init writes, client certificate included).
+Both stay up for the whole run and take turns, A B A B: each round runs the Swarm sequence,
+then the shoal sequence.
 
 The sequence, on a new service each round (the CLIs run in the lab host, with --detach):
 - create: a service of N replicas (default 50) of the busybox image → N containers running;
@@ -222,9 +223,10 @@ class Shoal:
         self.engine = engine
         self.root = root
         self.start_timeout = start_timeout
-        # shoal serves plain HTTP only on loopback (until TLS): the lab host's own loopback,
-        # where the CLIs run too.
-        self.url = f"http://127.0.0.1:{SHOAL_PORT}"
+        # The lab host's own loopback, where the CLIs run too; HTTPS with the admin's client
+        # certificate from the kubeconfig init writes (its server certificate names 127.0.0.1).
+        self.url = f"https://127.0.0.1:{SHOAL_PORT}"
+        self.kubeconfig = root / "data" / "kubeconfig"
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = root / "shoal-init.log"
 
@@ -241,7 +243,11 @@ class Shoal:
         return self.engine.host.run(self.cli(*args), timeout=timeout, env=self.env())
 
     def env(self) -> dict[str, str]:
-        return {**os.environ, "SHOAL_DATA_DIR": str(self.root / "cli")}
+        return {
+            **os.environ,
+            "SHOAL_DATA_DIR": str(self.root / "cli"),
+            "SHOAL_KUBECONFIG": str(self.kubeconfig),
+        }
 
     def start(self) -> dict[str, Any]:
         t = time.perf_counter()

@@ -12,12 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests import docker_engine as docker_engine_mod
 from tests import netns
 from tests.docker_engine import DockerEngine
-from tests.helpers import LineReader
+from tests.helpers import LineReader, kube_http
 from tests.netns import Host, Lab
 
 SHOAL = str(Path(sys.executable).with_name("shoal"))  # the console script of this venv
@@ -25,9 +26,10 @@ SHOAL = str(Path(sys.executable).with_name("shoal"))  # the console script of th
 
 @dataclass
 class ShoalServer:
-    """A real ``shoal server`` process on a free loopback port."""
+    """A real ``shoal server`` process on a free loopback port, serving HTTPS; its kubeconfig
+    holds the cluster CA and the admin's client certificate."""
 
-    url: str
+    url: str  # https://127.0.0.1:PORT
     data_dir: Path
     kubeconfig: Path
     process: subprocess.Popen[str]
@@ -42,6 +44,10 @@ class ShoalServer:
             "KUBECONFIG": str(self.kubeconfig),
             "SHOAL_DATA_DIR": str(self.data_dir),
         }
+
+    def http(self, timeout: float = 30.0) -> httpx.Client:
+        """An httpx client for this server as its admin (``with server.http() as http: ...``)."""
+        return kube_http(self.kubeconfig, timeout=timeout)
 
 
 def start_shoal_server(data_dir: Path, *extra: str, timeout: float = 30.0) -> ShoalServer:
@@ -58,12 +64,12 @@ def start_shoal_server(data_dir: Path, *extra: str, timeout: float = 30.0) -> Sh
         )
     output = LineReader(process.stdout)
     try:
-        line = output.wait_for(lambda text: "ready at http" in text, timeout=timeout)
+        line = output.wait_for(lambda text: "ready at https://" in text, timeout=timeout)
     except AssertionError as err:
         process.kill()
         process.wait()
         raise AssertionError(f"shoal server did not start: {err}\n{log.read_text()}") from None
-    match = re.search(r"(https?://[^\s;]+)", line)
+    match = re.search(r"(https://[^\s;]+)", line)
     assert match, line
     return ShoalServer(match.group(1), data_dir, data_dir / "kubeconfig", process, output, log)
 

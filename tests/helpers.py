@@ -7,7 +7,13 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from typing import IO, TypeVar
+from pathlib import Path
+from typing import IO, Any, TypeVar
+
+import httpx
+
+from shoal.client.kubeconfig import read as read_kubeconfig
+from shoal.security.tls import client_context_from_pem
 
 T = TypeVar("T")
 
@@ -75,3 +81,25 @@ def processes_with(marker: str) -> list[int]:
         if marker.encode() in cmdline and state not in (b"Z", b"X"):
             pids.append(int(entry))
     return pids
+
+
+def _kube_client_options(kubeconfig: Path, timeout: float) -> dict[str, Any]:
+    connection = read_kubeconfig(kubeconfig)
+    creds = connection.credentials
+    return {
+        "base_url": connection.server,
+        "verify": client_context_from_pem(creds.ca_pem, creds.cert_pem, creds.key_pem),
+        "headers": {"Authorization": f"Bearer {creds.token}"} if creds.token else {},
+        "timeout": timeout,
+    }
+
+
+def kube_http(kubeconfig: Path, *, timeout: float = 30.0) -> httpx.Client:
+    """An httpx client with a kubeconfig's server and credentials (the cluster CA, a client
+    certificate or token), as kubectl would connect: ``kube_http(k).get("/api/v1/nodes")``."""
+    return httpx.Client(**_kube_client_options(kubeconfig, timeout))
+
+
+def async_kube_http(kubeconfig: Path, *, timeout: float = 30.0) -> httpx.AsyncClient:
+    """``kube_http`` for asyncio."""
+    return httpx.AsyncClient(**_kube_client_options(kubeconfig, timeout))

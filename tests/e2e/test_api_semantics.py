@@ -1,6 +1,7 @@
 """The API's Kubernetes semantics: the real server (uvicorn, in the test's event loop) on a
 real SQLite store, over a loopback socket. The kubectl and Python-client tests cover the
-same server as a separate process.
+same server as a separate process. The semantics tests use the bare API; the last tests
+here go through the whole stack ``shoal server`` runs (HTTPS, client certificates, RBAC).
 """
 
 from __future__ import annotations
@@ -13,9 +14,12 @@ import httpx
 import orjson
 import pytest
 
+from shoal.client.kubeconfig import read as read_kubeconfig
+from shoal.security.tls import client_context_from_pem
 from shoal.server.resources import Resources
-from shoal.server.run import listening
+from shoal.server.run import api_server, listening
 from shoal.store import Store, open_store
+from tests.helpers import async_kube_http
 
 CMS = "/api/v1/namespaces/default/configmaps"
 PODS = "/api/v1/namespaces/default/pods"
@@ -506,3 +510,62 @@ async def test_binding_assigns_a_pod_once(api: Api) -> None:
     current = await api.ok("GET", f"{PODS}/b1")
     current["spec"]["nodeName"] = "node-3"
     await api.refused(422, "PUT", f"{PODS}/b1", current)
+
+
+# --------------------------------------------------------------------------- the secured stack
+
+
+@pytest.fixture
+async def secured(tmp_path: Path) -> AsyncIterator[Path]:
+    """The server as ``shoal server`` runs it: HTTPS, authentication and RBAC; its kubeconfig
+    (the cluster CA and the admin's client certificate)."""
+    data_dir = tmp_path / "data"
+    async with api_server(data_dir, "127.0.0.1:0"):
+        yield data_dir / "kubeconfig"
+
+
+def anonymous_http(kubeconfig: Path) -> httpx.AsyncClient:
+    """A client that trusts the cluster CA but shows no client certificate."""
+    connection = read_kubeconfig(kubeconfig)
+    ca = client_context_from_pem(connection.credentials.ca_pem)
+    return httpx.AsyncClient(base_url=connection.server, verify=ca, timeout=10)
+
+
+async def test_https_with_the_admin_certificate(secured: Path) -> None:
+    assert read_kubeconfig(secured).server.startswith("https://127.0.0.1:")
+    async with async_kube_http(secured) as http:
+        created = await http.post(CMS, json=config_map("c", a="1"))
+        assert created.status_code == 201, created.text
+        listed = await http.get(CMS)
+        assert [i["metadata"]["name"] for i in listed.json()["items"]] == ["c"]
+
+
+async def test_a_request_without_a_certificate_is_forbidden(secured: Path) -> None:
+    async with anonymous_http(secured) as http:
+        response = await http.get(CMS)
+        assert response.status_code == 403, response.text
+        status = response.json()
+        assert status["kind"] == "Status" and status["reason"] == "Forbidden" and status["code"] == 403
+        assert status["message"] == (
+            'configmaps is forbidden: User "system:anonymous" cannot list resource "configmaps" '
+            'in API group "" in the namespace "default"'
+        )
+        write = await http.post(CMS, json=config_map("sneaky"))
+        assert write.status_code == 403 and '"system:anonymous" cannot create' in write.json()["message"]
+    async with async_kube_http(secured) as admin:
+        assert (await admin.get(CMS)).json()["items"] == []  # the refused write wrote nothing
+
+
+async def test_health_and_version_stay_open(secured: Path) -> None:
+    async with anonymous_http(secured) as http:
+        for path in ("/healthz", "/livez", "/readyz"):
+            response = await http.get(path)
+            assert response.status_code == 200 and response.text == "ok", (path, response.text)
+        assert (await http.get("/version")).json()["major"] == "1"
+
+
+async def test_plain_http_is_not_served(secured: Path) -> None:
+    plain = read_kubeconfig(secured).server.replace("https://", "http://", 1)
+    async with httpx.AsyncClient(timeout=10) as http:
+        with pytest.raises(httpx.RemoteProtocolError):  # the TLS server hangs up
+            await http.get(f"{plain}/healthz")

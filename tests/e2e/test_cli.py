@@ -374,9 +374,15 @@ def free_port() -> int:
 
 
 def test_server_down(shoal_server: ShoalServer) -> None:
-    url = f"http://127.0.0.1:{free_port()}"
+    url = f"https://127.0.0.1:{free_port()}"
     line = fails(shoal(shoal_server, "--server", url, "get", "configmaps"))
     assert line.startswith(f"error: cannot reach the API server at {url}"), line
+
+
+def test_server_flag_keeps_the_kubeconfig_credentials(shoal_server: ShoalServer) -> None:
+    # Another address for the same server (localhost is in its certificate), the same admin.
+    other = shoal_server.url.replace("127.0.0.1", "localhost")
+    assert ok(shoal_server, "--server", other, "get", "ns", "default", "-o", "name") == "namespace/default\n"
 
 
 def test_missing_kubeconfig(shoal_server: ShoalServer, tmp_path: Path) -> None:
@@ -420,9 +426,17 @@ def test_server_applies_and_stops_cleanly_on_ctrl_c(own_server: Path) -> None:
 
 def test_server_config_error(tmp_path: Path) -> None:
     result = subprocess.run(
-        [SHOAL, "server", "--data-dir", str(tmp_path), "--listen", "0.0.0.0:6443"],
+        [SHOAL, "server", "--data-dir", str(tmp_path), "--listen", "localhost"],
         capture_output=True,
         text=True,
         timeout=60,
     )
-    assert "loopback" in fails(result)
+    assert "expected HOST:PORT" in fails(result)
+    # HTTPS only: there is no plain-HTTP switch any more.
+    insecure = subprocess.run(
+        [SHOAL, "server", "--data-dir", str(tmp_path), "--listen", "0.0.0.0:6443", "--insecure"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "--insecure" in fails(insecure, code=2)

@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from tests.conftest import SHOAL
-from tests.helpers import LineReader, wait_until
+from tests.helpers import LineReader, kube_http, wait_until
 
 MARKER = f"shoal-swarm-{uuid.uuid4().hex[:12]}"  # in every workload's argv, to kill leftovers
 SLEEPER = shlex.join([sys.executable, "-c", "import time; time.sleep(3600)", MARKER])
@@ -34,15 +34,26 @@ class Cluster:
     data_dir: Path
     procs: list[subprocess.Popen[str]]
 
+    @property
+    def kubeconfig(self) -> Path:
+        return self.data_dir / "m" / "kubeconfig"  # the admin's, written by `shoal init`
+
+    def http(self) -> httpx.Client:
+        return kube_http(self.kubeconfig, timeout=10)
+
     def get(self, path: str) -> Any:
-        response = httpx.get(f"{self.url}{path}", timeout=10)
+        with self.http() as http:
+            response = http.get(path)
         response.raise_for_status()
         return response.json()
 
+    def command(self, *args: str) -> list[str]:
+        """A shoal command line as the admin, at the manager's URL (--server keeps the
+        kubeconfig's credentials)."""
+        return [SHOAL, "--kubeconfig", str(self.kubeconfig), "--server", self.url, *args]
+
     def shoal(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [SHOAL, "--server", self.url, *args], capture_output=True, text=True, timeout=60, check=False
-        )
+        return subprocess.run(self.command(*args), capture_output=True, text=True, timeout=60, check=False)
 
     def ok(self, *args: str) -> str:
         done = self.shoal(*args)
@@ -98,7 +109,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     found = Cluster("", data_dir, [manager])
     try:
         lines = LineReader(manager.stdout)
-        url = re.search(r"(http://[^\s;]+)", lines.wait_for(lambda s: "manager ready at" in s, timeout=30))
+        url = re.search(r"(https://[^\s;]+)", lines.wait_for(lambda s: "manager ready at" in s, timeout=30))
         token = re.search(r"--token (\S+)", lines.wait_for(lambda s: "shoal join" in s, timeout=10))
         assert url and token
         found.url = url.group(1)
@@ -287,9 +298,7 @@ def test_failing_service_times_out_with_the_exit_code(cluster: Cluster) -> None:
 
 
 def _shoal_bytes(cluster: Cluster, *args: str, stdin: bytes) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(
-        [SHOAL, "--server", cluster.url, *args], input=stdin, capture_output=True, timeout=60, check=False
-    )
+    return subprocess.run(cluster.command(*args), input=stdin, capture_output=True, timeout=60, check=False)
 
 
 def test_secrets_and_configs(cluster: Cluster, tmp_path: Path) -> None:
@@ -303,11 +312,9 @@ def test_secrets_and_configs(cluster: Cluster, tmp_path: Path) -> None:
     config.write_text("listen 80;\n")
     cluster.ok("config", "create", "app.conf", str(config))
     # A Secret not made by `shoal secret create` is not listed.
-    httpx.post(
-        f"{cluster.url}/api/v1/namespaces/default/secrets",
-        json={"metadata": {"name": "other"}, "stringData": {"x": "y"}},
-        timeout=10,
-    ).raise_for_status()
+    with cluster.http() as http:
+        other_secret = {"metadata": {"name": "other"}, "stringData": {"x": "y"}}
+        http.post("/api/v1/namespaces/default/secrets", json=other_secret).raise_for_status()
 
     stored = cluster.get("/api/v1/namespaces/default/secrets/tls-key")
     assert stored["type"] == "Opaque" and stored["metadata"]["labels"] == {"shoal.io/swarm-object": "secret"}
@@ -364,7 +371,8 @@ def test_secrets_and_configs(cluster: Cluster, tmp_path: Path) -> None:
     assert rows(cluster.ok("secret", "ls")) == [] and rows(cluster.ok("config", "ls")) == []
     gone = cluster.shoal("secret", "rm", "db-pass")
     assert gone.returncode == 1 and gone.stderr == "error: no such secret: db-pass\n"
-    httpx.delete(f"{cluster.url}/api/v1/namespaces/default/secrets/other", timeout=10).raise_for_status()
+    with cluster.http() as http:
+        http.delete("/api/v1/namespaces/default/secrets/other").raise_for_status()
 
 
 def test_service_options_are_written_to_the_deployment(cluster: Cluster) -> None:

@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from tests.conftest import SHOAL
-from tests.helpers import LineReader, processes_with, wait_until
+from tests.helpers import LineReader, kube_http, processes_with, wait_until
 
 MARKER = f"shoal-e2e-{uuid.uuid4().hex[:12]}"  # in every workload's argv, to find and clean them up
 NODE_GRACE = 10.0  # the node lifecycle controller's default
@@ -34,14 +34,23 @@ class Cluster:
     manager: subprocess.Popen[str]
     agents: dict[str, subprocess.Popen[str]] = field(default_factory=dict)
 
+    @property
+    def kubeconfig(self) -> Path:
+        return self.data_dir / "manager" / "kubeconfig"  # the admin's, written by `shoal init`
+
+    def http(self) -> httpx.Client:
+        return kube_http(self.kubeconfig, timeout=10)
+
     def get(self, path: str) -> Any:
-        response = httpx.get(f"{self.url}{path}", timeout=10)
+        with self.http() as http:
+            response = http.get(path)
         response.raise_for_status()
         return response.json()
 
     def request(self, method: str, path: str, body: Any) -> Any:
         headers = {"Content-Type": "application/merge-patch+json"} if method == "PATCH" else None
-        response = httpx.request(method, f"{self.url}{path}", json=body, headers=headers, timeout=10)
+        with self.http() as http:
+            response = http.request(method, path, json=body, headers=headers)
         assert response.status_code < 300, response.text
         return response.json()
 
@@ -110,7 +119,7 @@ def start_manager(data_dir: Path, listen: str) -> tuple[subprocess.Popen[str], s
     output = LineReader(manager.stdout)
     url_line = output.wait_for(lambda line: "manager ready at" in line, timeout=30)
     token_line = output.wait_for(lambda line: "shoal join" in line, timeout=10)
-    url = re.search(r"(http://[^\s;]+)", url_line)
+    url = re.search(r"(https://[^\s;]+)", url_line)
     token = re.search(r"--token (\S+)", token_line)
     assert url and token, (url_line, token_line)
     return manager, url.group(1), token.group(1)
@@ -284,7 +293,7 @@ def test_a_manager_killed_and_restarted_loses_nothing_and_duplicates_nothing(clu
 
     cluster.manager.kill()  # kill -9: the API, the control plane and node-1's agent all at once
     cluster.manager.wait()
-    cluster.manager, url, _token = start_manager(cluster.data_dir, cluster.url.removeprefix("http://"))
+    cluster.manager, url, _token = start_manager(cluster.data_dir, cluster.url.removeprefix("https://"))
     assert url == cluster.url
 
     wait_until(lambda: len(cluster.ready_nodes()) >= 3, timeout=30, what="the nodes Ready again")

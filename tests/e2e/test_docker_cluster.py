@@ -60,7 +60,8 @@ class Cluster:
         return self.nodes[0].host
 
     def shoal(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
-        return self.manager.run([SHOAL, "--server", self.url, *args], input=input, timeout=60)
+        argv = [SHOAL, "--kubeconfig", str(self.kubeconfig), "--server", self.url, *args]
+        return self.manager.run(argv, input=input, timeout=60)
 
     def ok(self, *args: str, input: str | None = None) -> str:
         done = self.shoal(*args, input=input)
@@ -68,8 +69,9 @@ class Cluster:
         return done.stdout
 
     def get(self, path: str) -> Any:
-        """A GET on the API from inside the manager's host (busybox wget)."""
-        done = self.manager.run(["busybox", "wget", "-q", "-O-", f"{self.url}{path}"], timeout=30)
+        """A GET on the API from inside the manager's host, over HTTPS with the admin's client
+        certificate (kubectl get --raw with the manager's kubeconfig)."""
+        done = self.kubectl("get", "--raw", path)
         assert done.returncode == 0, (path, done.stderr)
         return json.loads(done.stdout)
 
@@ -153,7 +155,7 @@ def cluster(docker_pool: DockerPool, tmp_path_factory: pytest.TempPathFactory) -
     data_dir = tmp_path_factory.mktemp("docker-cluster")
     with docker_pool.engines(3) as engines:
         first = engines[0]
-        url = f"http://{first.host.ip}:{PORT}"
+        url = f"https://{first.host.ip}:{PORT}"
         argv = [
             SHOAL,
             "init",
@@ -161,7 +163,6 @@ def cluster(docker_pool: DockerPool, tmp_path_factory: pytest.TempPathFactory) -
             str(data_dir / "node-1"),
             "--listen",
             f"{first.host.ip}:{PORT}",
-            "--insecure",  # plain HTTP on the lab's network: TLS comes with the security issue
             "--name",
             "node-1",
             "--runtime",

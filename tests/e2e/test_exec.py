@@ -16,7 +16,6 @@ import termios
 import time
 import uuid
 
-import httpx
 import pytest
 
 from tests.conftest import SHOAL
@@ -50,7 +49,8 @@ def create_pod(cluster: Cluster, name: str, containers: list[str], *, code: str 
             ],
         },
     }
-    response = httpx.post(f"{cluster.url}/api/v1/namespaces/default/pods", json=body, timeout=10)
+    with cluster.http() as http:
+        response = http.post("/api/v1/namespaces/default/pods", json=body)
     assert response.status_code == 201, response.text
 
 
@@ -196,9 +196,8 @@ def test_shoal_exec_refusals(cluster: Cluster) -> None:
     assert "cannot exec into a container in a completed pod; current phase is Succeeded" in done.stderr
 
     # Without the WebSocket upgrade (what kubectl's SPDY fallback sends): a Status, not a 5xx.
-    plain = httpx.post(
-        f"{cluster.url}/api/v1/namespaces/default/pods/ex-refuse/exec?command=true", timeout=10
-    )
+    with cluster.http() as http:
+        plain = http.post("/api/v1/namespaces/default/pods/ex-refuse/exec?command=true")
     assert plain.status_code == 400 and "needs a WebSocket upgrade" in plain.json()["message"]
 
 

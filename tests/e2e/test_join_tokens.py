@@ -18,8 +18,10 @@ from cryptography.hazmat.primitives import serialization
 
 from shoal.security import join as node_join
 from shoal.security import pki
+from shoal.security.tls import client_context_from_pem
 from shoal.security.tokens import parse
 from tests.conftest import SHOAL
+from tests.helpers import kube_http
 
 TOKEN = re.compile(r"^SHOAL-1-[0-9a-f]{64}-[0-9a-f]{32}$")
 
@@ -28,11 +30,18 @@ def shoal(server: Any, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([SHOAL, *args], env=server.env(), capture_output=True, text=True, timeout=30)
 
 
+def anonymous(server: Any) -> httpx.Client:
+    """A client that trusts the cluster CA and shows no credentials, as a joining machine."""
+    ca_pem = (server.data_dir / "pki" / "ca.crt").read_bytes()
+    return httpx.Client(base_url=server.url, verify=client_context_from_pem(ca_pem), timeout=10)
+
+
 def join(server: Any, secret: str, node: str = "node-1", csr: str | None = None) -> httpx.Response:
     if csr is None:
         csr = pki.make_csr(pki.new_key(), node).decode()
     body = {"secret": secret, "nodeName": node, "csr": csr}
-    return httpx.post(f"{server.url}/shoal/v1/join", json=body, timeout=10)
+    with anonymous(server) as http:
+        return http.post("/shoal/v1/join", json=body)
 
 
 def show(server: Any, role: str = "worker") -> str:
@@ -66,9 +75,8 @@ def test_tokens_pin_the_cluster_ca_and_the_current_secret_joins(shoal_server: An
     assert join(shoal_server, parse(manager_token).secret, "node-m").json()["role"] == "manager"
 
     # the manager records the serial it signed, for `shoal node rm`
-    record = httpx.get(
-        f"{shoal_server.url}/api/v1/namespaces/kube-system/configmaps/shoal-node-certificates", timeout=10
-    ).json()
+    with kube_http(shoal_server.kubeconfig) as admin:
+        record = admin.get("/api/v1/namespaces/kube-system/configmaps/shoal-node-certificates").json()
     assert record["data"]["node-1"] == pki.serial_hex(identity.serial)
 
     wrong = join(shoal_server, "0" * 32)
@@ -76,9 +84,8 @@ def test_tokens_pin_the_cluster_ca_and_the_current_secret_joins(shoal_server: An
     assert "secret is not that of this cluster's current worker or manager token" in wrong.json()["message"]
     bad_name = join(shoal_server, parse(token).secret, node="Bad_Name")
     assert bad_name.status_code == 422 and "nodeName" in bad_name.json()["message"]
-    no_csr = httpx.post(
-        f"{shoal_server.url}/shoal/v1/join", json={"secret": "x", "nodeName": "a"}, timeout=10
-    )
+    with anonymous(shoal_server) as http:
+        no_csr = http.post("/shoal/v1/join", json={"secret": "x", "nodeName": "a"})
     assert no_csr.status_code == 422 and "csr" in no_csr.json()["message"]
 
     rotated = shoal(shoal_server, "token", "rotate", "worker")
@@ -130,7 +137,8 @@ def test_the_joining_side_refuses_a_wrong_digest_and_the_manager_a_wrong_secret(
     assert not (tmp_path / "agent-node-x" / "pki" / "node.crt").exists()  # nothing kept
     # the CA was checked before the secret was shown: the manager saw no JoinRequest
     assert "node-x" not in shoal_server.log.read_text()
-    ca = httpx.post(f"{shoal_server.url}/shoal/v1/join", json={"kind": "CARequest"}, timeout=10).json()
+    with anonymous(shoal_server) as http:
+        ca = http.post("/shoal/v1/join", json={"kind": "CARequest"}).json()
     assert (
         ca["kind"] == "CAResponse"
         and pki.ca_digest(pki.load_certificate(ca["caCertificate"])) == token.digest
@@ -161,15 +169,15 @@ def test_node_rm_revokes_the_nodes_certificate(shoal_server: Any) -> None:
     assert answer.status_code == 200, answer.text
     serial = pki.load_certificate(answer.json()["certificate"]).serial_number
     node = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-rm"}}
-    assert httpx.post(f"{shoal_server.url}/api/v1/nodes", json=node, timeout=10).status_code == 201
+    admin = kube_http(shoal_server.kubeconfig)
+    assert admin.post("/api/v1/nodes", json=node).status_code == 201
 
     removed = shoal(shoal_server, "node", "rm", "node-rm")
     assert removed.returncode == 0, removed.stderr
     assert removed.stdout.strip() == f"node-rm (certificate {serial:x} revoked)"
-    assert httpx.get(f"{shoal_server.url}/api/v1/nodes/node-rm", timeout=10).status_code == 404
-    revoked = httpx.get(
-        f"{shoal_server.url}/api/v1/namespaces/kube-system/configmaps/shoal-revoked-certificates", timeout=10
-    ).json()
+    assert admin.get("/api/v1/nodes/node-rm").status_code == 404
+    revoked = admin.get("/api/v1/namespaces/kube-system/configmaps/shoal-revoked-certificates").json()
+    admin.close()
     assert pki.serial_hex(serial) in revoked["data"]
     assert "node node-rm removed" in revoked["data"][pki.serial_hex(serial)]
     missing = shoal(shoal_server, "node", "rm", "no-such-node")

@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from tests.conftest import SHOAL
-from tests.helpers import LineReader, processes_with, wait_until
+from tests.helpers import LineReader, kube_http, processes_with, wait_until
 
 MARKER = f"shoal-e2e-logs-{uuid.uuid4().hex[:12]}"  # in every workload's argv, to clean them up
 
@@ -34,8 +34,13 @@ class Cluster:
     def kubeconfig(self) -> Path:
         return self.data_dir / "kubeconfig"
 
+    def http(self) -> httpx.Client:
+        """A client with the kubeconfig's credentials (the admin's client certificate)."""
+        return kube_http(self.kubeconfig, timeout=10)
+
     def get(self, path: str) -> Any:
-        response = httpx.get(f"{self.url}{path}", timeout=10)
+        with self.http() as http:
+            response = http.get(path)
         response.raise_for_status()
         return response.json()
 
@@ -53,7 +58,8 @@ class Cluster:
                 ],
             },
         }
-        response = httpx.post(f"{self.url}/api/v1/namespaces/default/pods", json=body, timeout=10)
+        with self.http() as http:
+            response = http.post("/api/v1/namespaces/default/pods", json=body)
         assert response.status_code == 201, response.text
 
     def wait_running(self, name: str) -> None:
@@ -92,7 +98,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     )
     try:
         url_line = LineReader(manager.stdout).wait_for(lambda line: "manager ready at" in line, timeout=30)
-        url = re.search(r"(http://[^\s;]+)", url_line)
+        url = re.search(r"(https://[^\s;]+)", url_line)
         assert url, url_line
         found = Cluster(url.group(1), data_dir, manager)
 

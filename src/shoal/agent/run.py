@@ -3,15 +3,17 @@ local agent do."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from pathlib import Path
 
 from shoal.agent.agent import Agent
+from shoal.agent.certificates import credentials_of, keep_renewed
 from shoal.agent.config import AgentConfig
 from shoal.agent.runtimes import Runtime
 from shoal.agent.runtimes.exec import ExecRuntime
 from shoal.client.http import HttpClient
-from shoal.security.join import Joined, join_cluster
+from shoal.security.join import Joined, NodeCredentials, join_cluster
 
 
 async def check_join(server: str, token: str, node_name: str, state_dir: Path) -> Joined:
@@ -25,12 +27,18 @@ async def check_join(server: str, token: str, node_name: str, state_dir: Path) -
 async def run_agent(server: str, state_dir: Path, config: AgentConfig) -> None:
     """Run this node's agent until cancelled; its containers outlive it (the next agent on
     the same ``state_dir`` adopts them)."""
-    client = HttpClient(server)
+    node = NodeCredentials.under(state_dir)
+    # The certificate the join (or the manager, for its own agent) made, kept renewed.
+    credentials = credentials_of(node) if node.exists() else None
+    client = HttpClient(server, credentials=credentials)
     runtime = make_runtime(config, state_dir)
     if config.runtime != "exec" and config.volume_dir is None:
         config = dataclasses.replace(config, volume_dir=state_dir / "volumes")
     try:
-        await Agent(client, runtime, config).run()
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(Agent(client, runtime, config).run(), name="agent")
+            if credentials is not None:
+                tasks.create_task(keep_renewed(client, node, config.node_name), name="certificate renewal")
     finally:
         await client.close()
 

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import click
 
 from shoal.cli.context import Interrupted, run
-from shoal.cli.server import INSECURE, LISTEN, STORE
+from shoal.cli.server import LISTEN, STORE
 from shoal.client.kubeconfig import DEFAULT_DATA_DIR
 
 if TYPE_CHECKING:
@@ -153,7 +153,6 @@ def _route_source(url: str) -> str:
 @click.command()
 @DATA_DIR
 @LISTEN
-@INSECURE
 @STORE
 @NAME
 @LABELS
@@ -173,7 +172,6 @@ def _route_source(url: str) -> str:
 def init(
     data_dir: Path,
     listen: str,
-    insecure: bool,
     store_url: str,
     name: str,
     labels: tuple[str, ...],
@@ -214,7 +212,6 @@ def init(
                 store_url,
                 agent=agent,
                 on_ready=on_ready,
-                insecure=insecure,
                 node_cert_lifetime=cert_expiry,
                 autolock=autolock,
             )

@@ -39,11 +39,13 @@ class Settings:
         """The server URL (--server, else the kubeconfig's) and the kubeconfig's namespace."""
         if self._connection is None:
             if self.server:
-                namespace = "default"
+                # Another address, the same credentials (a kubeconfig written by init or
+                # `shoal user create`).
+                found = Connection(self.server)
                 if self.kubeconfig.is_file():
                     with suppress(KubeconfigError):
-                        namespace = read(self.kubeconfig).namespace
-                self._connection = Connection(self.server, namespace)
+                        found = read(self.kubeconfig)
+                self._connection = Connection(self.server, found.namespace, found.credentials)
             else:
                 self._connection = read(self.kubeconfig)
         return self._connection

@@ -19,13 +19,7 @@ LISTEN = click.option(
     default="127.0.0.1:6443",
     show_default=True,
     metavar="HOST:PORT",
-    help="Address to serve the API on; port 0 picks a free port.",
-)
-INSECURE = click.option(
-    "--insecure",
-    is_flag=True,
-    help="Serve plain HTTP without authentication on a non-loopback --listen address "
-    "(a trusted test network only; TLS comes with the security work).",
+    help="Address to serve the API on (HTTPS with client certificates); port 0 picks a free port.",
 )
 STORE = click.option(
     "--store",
@@ -52,7 +46,6 @@ def ready_line(url: str, kubeconfig: Path) -> str:
     help="Where the state and the kubeconfig are kept.",
 )
 @LISTEN
-@INSECURE
 @STORE
 @click.option(
     "--apply",
@@ -61,7 +54,7 @@ def ready_line(url: str, kubeconfig: Path) -> str:
     metavar="FILE|DIR",
     help="Apply these manifests once the server is up (repeatable).",
 )
-def server(data_dir: Path, listen: str, insecure: bool, store_url: str, apply_paths: tuple[str, ...]) -> None:
+def server(data_dir: Path, listen: str, store_url: str, apply_paths: tuple[str, ...]) -> None:
     """Run the API server; writes a kubeconfig for shoal and kubectl into the data dir."""
     from shoal.server.run import serve  # the server stack loads only for this command
 
@@ -86,6 +79,5 @@ def server(data_dir: Path, listen: str, insecure: bool, store_url: str, apply_pa
                 apply_paths,
                 on_ready=on_ready,
                 on_applied=on_applied,
-                insecure=insecure,
             )
         )

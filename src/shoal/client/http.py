@@ -27,15 +27,24 @@ class HttpClient:
         credentials: Credentials | None = None,
     ) -> None:
         self.server = server.rstrip("/")
+        self._timeout, self._transport, self._limits = timeout, transport, limits
         self.credentials = credentials or Credentials()
+        self._http = self._client(self.credentials, timeout, transport, limits)
+
+    def _client(
+        self,
+        credentials: Credentials,
+        timeout: float,
+        transport: httpx.AsyncBaseTransport | None,
+        limits: httpx.Limits | None,
+    ) -> httpx.AsyncClient:
         headers = {"Accept": "application/json", "User-Agent": "shoal-client"}
-        if self.credentials.token:
-            headers["Authorization"] = f"Bearer {self.credentials.token}"
+        if credentials.token:
+            headers["Authorization"] = f"Bearer {credentials.token}"
         verify: ssl.SSLContext | bool = True
         if self.server.startswith("https://"):
-            creds = self.credentials
-            verify = client_context_from_pem(creds.ca_pem, creds.cert_pem, creds.key_pem)
-        self._http = httpx.AsyncClient(
+            verify = client_context_from_pem(credentials.ca_pem, credentials.cert_pem, credentials.key_pem)
+        return httpx.AsyncClient(
             base_url=self.server,
             timeout=httpx.Timeout(timeout),
             transport=transport,
@@ -43,6 +52,20 @@ class HttpClient:
             headers=headers,
             verify=verify,
         )
+
+    async def reload(self, credentials: Credentials) -> None:
+        """Use new credentials (a renewed certificate) from the next request on. Requests and
+        watches still open on the old connections end; their callers retry, as after any
+        dropped connection."""
+        old = self._http
+        self.credentials = credentials
+        self._http = self._client(
+            credentials,
+            self._timeout,
+            self._transport,
+            self._limits,
+        )
+        await old.aclose()
 
     async def _request(
         self,

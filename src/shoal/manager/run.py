@@ -27,7 +27,6 @@ async def run_manager(
     *,
     agent: AgentConfig | None = None,
     on_ready: Callable[[str, str], None] | None = None,
-    insecure: bool = False,
     autolock: bool = False,
     node_cert_lifetime: dt.timedelta = pki.DEFAULT_LIFETIME,
 ) -> None:
@@ -38,7 +37,6 @@ async def run_manager(
         data_dir,
         listen,
         store_url,
-        insecure=insecure,
         autolock=autolock,
         node_cert_lifetime=node_cert_lifetime,
     ) as (

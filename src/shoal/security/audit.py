@@ -40,9 +40,10 @@ from typing import IO, Any
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shoal.security.authn import USER_SCOPE_KEY
+
 log = logging.getLogger(__name__)
 
-USER_SCOPE_KEY = "shoal.user"
 ANONYMOUS = "system:anonymous"
 DEFAULT_MAX_BYTES = 100 * 1024 * 1024
 DEFAULT_BACKUPS = 5

@@ -22,7 +22,7 @@ from shoal.api import REGISTRY, Kind, Object
 from shoal.client._interface import Client
 from shoal.client.informer import Informer
 from shoal.security import pki, usertokens
-from shoal.security.identity import Decision, RequestAttributes
+from shoal.security.identity import NODES_GROUP, Decision, RequestAttributes
 from shoal.security.nodeauthz import NodeAuthorizer
 from shoal.security.rbac import PolicySnapshot, RBACAuthorizer
 from shoal.security.usertokens import TokenRecord
@@ -31,6 +31,7 @@ from shoal.security.usertokens import TokenRecord
 PUBLIC_PATHS = ("/healthz", "/livez", "/readyz", "/version", "/shoal/v1/join")
 # Open to every authenticated client: what kubectl reads before anything else.
 DISCOVERY_PATHS = ("/api", "/apis", "/openapi/v3")
+RENEW_PATH = "/shoal/v1/renew"  # nodes only: the answer is signed for the caller's own name
 
 
 def _kind(group: str, resource: str) -> Kind:
@@ -86,7 +87,11 @@ class SecurityCache:
             for informer in self._informers:
                 tasks.create_task(informer.run(), name=f"security cache: {informer.kind.resource}")
             for informer in self._informers:
-                await informer.synced.wait()
+                # The user tokens are a Secret: an autolocked cluster cannot read them until
+                # `shoal unlock`, which must reach a listening server. Until they come, no
+                # token authenticates.
+                if informer is not self._tokens:
+                    await informer.synced.wait()
             self._rebuild()
             self.synced.set()
 
@@ -150,6 +155,8 @@ class Authorizer:
                 path in DISCOVERY_PATHS or path.startswith(("/api/", "/apis/", "/openapi/"))
             ):
                 return Decision(True, "discovery")
+        if attrs.path == RENEW_PATH and attrs.verb == "post" and NODES_GROUP in attrs.user.groups:
+            return Decision(True, "a node renews its own certificate")
         decision = self.nodes.authorize(attrs)
         if decision is not None:
             return decision

@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
+import ssl
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ from typing import Any
 
 import httpx
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from shoal.api import Object
 from shoal.api.errors import (
@@ -53,6 +55,7 @@ from shoal.api.validation import dns1123_subdomain
 from shoal.client._interface import Client
 from shoal.security import pki
 from shoal.security import tokens as join_tokens
+from shoal.security.tls import client_context_from_pem
 
 log = logging.getLogger(__name__)
 
@@ -347,10 +350,10 @@ def check_answer(server: str, token: join_tokens.JoinToken, node: str, key_pem: 
     return Joined(str(answer.get("role") or "worker"), NodeCredentials(Path()), pki.Issued(cert, key))
 
 
-async def _post(server: str, request: Object) -> Any:
+async def _post(server: str, request: Object, verify: ssl.SSLContext | bool) -> Any:
     """POST ``request`` to the manager's join endpoint: its JSON answer, or its refusal raised."""
     try:
-        async with httpx.AsyncClient(timeout=10) as http:
+        async with httpx.AsyncClient(timeout=10, verify=verify) as http:
             response = await http.post(f"{server.rstrip('/')}/shoal/v1/join", json=request)
     except httpx.HTTPError as err:
         raise ServiceUnavailable(f"cannot reach the manager at {server}: {err}") from None
@@ -372,7 +375,11 @@ async def join_cluster(server: str, token_text: str, node: str, state_dir: Path)
     except ValueError as err:
         raise BadRequest(str(err)) from None
     # First the CA, checked against the token before the secret is shown (Swarm's order).
-    check_ca(server, token, await _post(server, {"apiVersion": API_VERSION, "kind": "CARequest"}))
+    # The manager's certificate cannot be checked yet: nothing is trusted before the CA, and the
+    # CA is trusted once its digest is the token's. Only the CA request goes out unverified.
+    answer = await _post(server, {"apiVersion": API_VERSION, "kind": "CARequest"}, False)
+    ca = check_ca(server, token, answer)
+    pinned = client_context_from_pem(ca.public_bytes(serialization.Encoding.PEM))
     key = pki.new_key()
     key_pem = pki.key_pem(key)
     request = {
@@ -382,7 +389,7 @@ async def join_cluster(server: str, token_text: str, node: str, state_dir: Path)
         "secret": token.secret,
         "csr": pki.make_csr(key, node).decode(),
     }
-    body = await _post(server, request)
+    body = await _post(server, request, pinned)
     joined = check_answer(server, token, node, key_pem, body)
     credentials = NodeCredentials.under(state_dir)
     ca_pem = str(body["caCertificate"]).encode()

@@ -24,14 +24,26 @@ from shoal.api import REGISTRY, Kind, Object
 from shoal.api.errors import (
     ApiError,
     BadRequest,
+    Forbidden,
     InternalError,
     MethodNotAllowed,
     NotAcceptable,
     NotFound,
     RequestTooLarge,
+    Unauthorized,
     UnsupportedMediaType,
 )
 from shoal.security import join as node_join
+from shoal.security import pki
+from shoal.security.authn import USER_SCOPE_KEY
+from shoal.security.escalation import (
+    authorize_binding_write,
+    authorize_role_write,
+    escalation_forbidden_message,
+)
+from shoal.security.identity import AUTHENTICATED_GROUP, UserInfo
+from shoal.security.rbac import GROUP as RBAC_GROUP
+from shoal.security.rbac import RBACAuthorizer
 from shoal.server import discovery, logs, metrics, openapi, podexec, scale
 from shoal.server.resources import (
     IGNORE,
@@ -132,9 +144,23 @@ def check_accept(request: Request) -> None:
 class Api:
     """Request handlers for one server; ``resources`` is where objects live."""
 
-    def __init__(self, resources: Resources, server_address: str) -> None:
+    def __init__(self, resources: Resources, server_address: str, rbac: RBACAuthorizer | None = None) -> None:
         self.resources = resources
         self.server_address = server_address
+        self.rbac = rbac  # for escalation checks on roles and bindings (None: not checked)
+
+    def _check_escalation(self, request: Request, kind: Kind, obj: Object) -> None:
+        """Refuse a Role, ClusterRole or binding that grants more than its writer holds, as
+        Kubernetes does; ``obj`` is the object as it would be stored."""
+        user = request.scope.get(USER_SCOPE_KEY)
+        if self.rbac is None or kind.group != RBAC_GROUP or not isinstance(user, UserInfo):
+            return
+        if kind.resource in ("roles", "clusterroles"):
+            decision = authorize_role_write(user, obj, self.rbac)
+        else:
+            decision = authorize_binding_write(user, obj, self.rbac)
+        if not decision.allowed:
+            raise Forbidden(escalation_forbidden_message({**obj, "kind": kind.kind}, decision.reason))
 
     # -- discovery -----------------------------------------------------------------------
 
@@ -176,6 +202,15 @@ class Api:
         its node certificate."""
         body = decode_body(await read_body(request), request.headers.get("content-type", JSON))
         return json_response(await node_join.answer(self.resources, body))
+
+    async def renew(self, request: Request) -> Response:
+        """A node renews its certificate, authenticated by the current one (``agent.certificates``)."""
+        user = request.scope.get(USER_SCOPE_KEY)
+        if not isinstance(user, UserInfo):
+            raise Unauthorized("renewing a node certificate needs the node's current certificate")
+        body = decode_body(await read_body(request), request.headers.get("content-type", JSON))
+        identity = pki.Identity(user.name, tuple(g for g in user.groups if g != AUTHENTICATED_GROUP))
+        return json_response(await node_join.answer_renewal(self.resources, identity, body))
 
     async def unlock(self, request: Request) -> Response:
         """``shoal unlock``: the operator's key opens the sealed keyring (autolock)."""
@@ -286,6 +321,8 @@ class Api:
     async def _create(self, request: Request, target: Target) -> Response:
         body = decode_body(await read_body(request), request.headers.get("content-type", JSON))
         options = write_options(request)
+        if isinstance(body, dict):
+            self._check_escalation(request, target.kind, body)
         obj = await self.resources.create(target.kind, target.namespace, body, options)
         return self._object_response(request, target.kind, obj, 201, options)
 
@@ -297,6 +334,8 @@ class Api:
                 self.resources, target.kind, target.namespace, target.name, body, options
             )
             return json_response(result)
+        if isinstance(body, dict):
+            self._check_escalation(request, target.kind, body)
         obj = await self.resources.update(
             target.kind, target.namespace, target.name, body, options, target.subresource
         )
@@ -311,6 +350,13 @@ class Api:
                 self.resources, target.kind, target.namespace, target.name, body, content_type, options
             )
             return json_response(result)
+        if self.rbac is not None and target.kind.group == RBAC_GROUP and not target.subresource:
+            # The object after the patch is what is checked: a dry run makes it.
+            dry = WriteOptions(dry_run=True, field_validation=options.field_validation)
+            merged = await self.resources.patch(
+                target.kind, target.namespace, target.name, body, content_type, dry, target.subresource
+            )
+            self._check_escalation(request, target.kind, merged)
         obj = await self.resources.patch(
             target.kind, target.namespace, target.name, body, content_type, options, target.subresource
         )
@@ -495,8 +541,12 @@ async def delete_options(request: Request) -> dict[str, Any]:
     }
 
 
-def create_app(resources: Resources, server_address: str = "127.0.0.1:6443") -> Starlette:
-    api = Api(resources, server_address)
+def create_app(
+    resources: Resources, server_address: str = "127.0.0.1:6443", rbac: RBACAuthorizer | None = None
+) -> Starlette:
+    """The API as an ASGI app; with ``rbac``, writes of roles and bindings are checked for
+    escalation (authentication and the other checks are ``server.guard``'s)."""
+    api = Api(resources, server_address, rbac)
     podexec.quiet_denial_noise()
     verbs = ["GET", "POST", "PUT", "PATCH", "DELETE"]
     routes = [
@@ -509,6 +559,7 @@ def create_app(resources: Resources, server_address: str = "127.0.0.1:6443") -> 
         Route("/apis", guarded(api.groups)),
         Route("/openapi/v3", guarded(api.openapi_index)),
         Route("/shoal/v1/join", guarded(api.join), methods=["POST"]),
+        Route("/shoal/v1/renew", guarded(api.renew), methods=["POST"]),
         Route("/shoal/v1/unlock", guarded(api.unlock), methods=["POST"]),
         Route("/openapi/v3/{path:path}", guarded(api.openapi_document)),
         Route("/api/v1/{path:path}", guarded(api.core_resource), methods=verbs),

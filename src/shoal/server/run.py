@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import ipaddress
 import logging
 import signal
 import socket
@@ -20,10 +19,15 @@ from shoal.client import kubeconfig, manifests
 from shoal.client.local import LocalClient
 from shoal.security import join as node_join
 from shoal.security import keys, pki
+from shoal.security import tls as tls_module
 from shoal.security.audit import FILE_NAME as AUDIT_FILE
 from shoal.security.audit import AuditLog, AuditMiddleware
+from shoal.security.authn import Authenticator
+from shoal.security.authz import Authorizer, SecurityCache
+from shoal.security.default_roles import bootstrap_roles
 from shoal.security.tls import TLSHttpProtocol, TLSWebSocketProtocol
 from shoal.server.app import create_app
+from shoal.server.guard import Guard
 from shoal.server.resources import Resources
 from shoal.store import open_store
 from shoal.store.encryption import EncryptingStore
@@ -35,23 +39,11 @@ class ConfigError(Exception):
     """A server setting that cannot work; the message says which and why."""
 
 
-def parse_listen(listen: str, *, insecure: bool = False) -> tuple[str, int]:
+def parse_listen(listen: str) -> tuple[str, int]:
     host, sep, port_text = listen.rpartition(":")
     if not sep or not port_text.isdigit() or not 0 <= int(port_text) < 65536:
         raise ConfigError(f"--listen {listen!r}: expected HOST:PORT, as in 127.0.0.1:6443")
     host = host.strip("[]") or "127.0.0.1"
-    try:
-        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
-    if not loopback and not insecure:
-        raise ConfigError(
-            f"--listen {listen!r}: plain HTTP is served only on a loopback address until TLS "
-            "arrives with the security work; use 127.0.0.1:PORT, or --insecure on a network "
-            "you trust (a test lab)"
-        )
-    if not loopback:
-        log.warning("serving plain HTTP without authentication on %s (--insecure)", listen)
     return host, int(port_text)
 
 
@@ -61,7 +53,6 @@ async def api_server(
     listen: str,
     store_url: str = "",
     *,
-    insecure: bool = False,
     autolock: bool = False,
     node_cert_lifetime: dt.timedelta = pki.DEFAULT_LIFETIME,
 ) -> AsyncIterator[tuple[Resources, Listening]]:
@@ -70,7 +61,7 @@ async def api_server(
     manager share. Secrets are encrypted at rest under the keyring of ``data_dir/keys``
     (sealed with ``autolock``), mutating requests audited in ``data_dir/audit.log``. The
     store is closed on the way out."""
-    host, port = parse_listen(listen, insecure=insecure)
+    host, port = parse_listen(listen)
     data_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 (once, before serving)
     try:  # the cluster CA (made the first time), serving and admin certificates in data_dir/pki
         authority = node_join.manager_authority(data_dir, [host, socket.gethostname()], node_cert_lifetime)
@@ -90,15 +81,46 @@ async def api_server(
         resources = Resources(store)
         await resources.bootstrap()
         await node_join.serve_joins(resources, authority)  # join tokens pin this CA
-        async with listening(resources, host, port, audit=audit_log) as server:
+        pki_dir = data_dir / "pki"
+        context = tls_module.server_context(
+            pki_dir / "server.crt", pki_dir / "server.key", pki_dir / "ca.crt"
+        )
+        async with (
+            _guard(resources, authority.ca) as guard,
+            listening(resources, host, port, tls=context, audit=audit_log, guard=guard) as server,
+        ):
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, server.stop)
-            kubeconfig.write(data_dir / "kubeconfig", server.url)
+            admin = kubeconfig.Credentials(
+                ca_pem=(pki_dir / "ca.crt").read_bytes(),
+                cert_pem=(pki_dir / "admin.crt").read_bytes(),
+                key_pem=(pki_dir / "admin.key").read_bytes(),
+            )
+            kubeconfig.write(data_dir / "kubeconfig", server.url, admin)
             yield resources, server
     finally:
         await store.close()
         audit_log.close()
+
+
+@contextlib.asynccontextmanager
+async def _guard(
+    resources: Resources, ca: pki.CertificateAuthority
+) -> AsyncIterator[tuple[Authenticator, Authorizer]]:
+    """Who may do what: the default roles in the store, and the caches the checks read, kept
+    current while the block runs."""
+    local = LocalClient(resources)
+    await bootstrap_roles(local)
+    cache = SecurityCache(local)
+    task = asyncio.create_task(cache.run(), name="security cache")  # owned: cancelled below
+    try:
+        await cache.synced.wait()
+        yield Authenticator(ca, revoked=cache.revoked, token=cache.token), Authorizer.of(cache)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 async def serve(
@@ -108,12 +130,10 @@ async def serve(
     apply_paths: tuple[str, ...] = (),
     on_ready: Callable[[str], None] | None = None,
     on_applied: Callable[[manifests.Manifest, str], None] | None = None,
-    *,
-    insecure: bool = False,
 ) -> None:
     """Serve until SIGINT/SIGTERM. ``on_ready`` is told the server URL once it listens,
     ``on_applied`` each manifest of ``apply_paths`` and what applying it did."""
-    async with api_server(data_dir, listen, store_url, insecure=insecure) as (resources, server):
+    async with api_server(data_dir, listen, store_url) as (resources, server):
         client = LocalClient(resources)
         for path in apply_paths:
             for manifest in manifests.load(path):
@@ -184,12 +204,16 @@ async def listening(
     *,
     tls: ssl.SSLContext | None = None,
     audit: AuditLog | None = None,
+    guard: tuple[Authenticator, Authorizer] | None = None,
 ) -> AsyncIterator[Listening]:
     """Serve the API on ``host:port`` (0: any free port) while the block runs; HTTPS with
-    ``tls``; mutating requests recorded in ``audit`` when given."""
+    ``tls``; every request authenticated and authorized by ``guard``, and the mutating ones
+    recorded in ``audit``, when given (the audit log also sees the refusals)."""
     listener = bind(host, port)
     address = f"{host}:{listener.getsockname()[1]}"
-    app: Any = create_app(resources, address)
+    app: Any = create_app(resources, address, guard[1].rbac if guard is not None else None)
+    if guard is not None:
+        app = Guard(app, *guard)
     if audit is not None:
         app = AuditMiddleware(app, audit)
     async with serving(app, listener, tls=tls) as server:
