@@ -14,8 +14,6 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-import orjson
-
 from shoal.api.errors import ApiError
 from shoal.client.http import HttpClient
 from shoal.client.kubeconfig import Credentials
@@ -39,15 +37,7 @@ def credentials_of(node: NodeCredentials) -> Credentials:
 async def renew_once(client: HttpClient, node: NodeCredentials, node_name: str) -> pki.Issued:
     """One renewal: a new key and certificate, kept and in use. Raises ApiError."""
     key_pem, body = node.renewal_request(node_name)
-    response = await client.raw(
-        "POST", RENEW_PATH, body=orjson.dumps(body), headers={"Content-Type": "application/json"}
-    )
-    try:
-        answer = response.json()
-    except ValueError:
-        answer = {"message": response.text[:200]}
-    if response.status_code >= 400:
-        raise ApiError.from_status(answer if isinstance(answer, dict) else {}, response.status_code)
+    answer = await client.post(RENEW_PATH, body)
     issued = node.accept_renewal(node_name, key_pem, answer)
     await client.reload(credentials_of(node))
     return issued

@@ -170,6 +170,11 @@ class HttpClient:
         except httpx.HTTPError as err:
             raise ServiceUnavailable(f"watch on {self.server} ended: {err}") from None
 
+    async def post(self, path: str, body: Any) -> Any:
+        """POST a JSON body to one of shoal's own endpoints (``/shoal/v1/...``): the JSON
+        answer, or the refusal raised as an ApiError."""
+        return await self._request("POST", path, body=body)
+
     async def raw(
         self, method: str, path: str, *, body: bytes | None = None, headers: dict[str, str] | None = None
     ) -> httpx.Response:
