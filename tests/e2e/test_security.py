@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -426,6 +427,35 @@ def test_requests_without_credentials_are_anonymous(cluster: Cluster) -> None:
         assert http.get("/healthz").status_code == 200
     with pytest.raises(httpx.ConnectError):  # a client that does not trust the cluster CA
         httpx.get(f"{cluster.url}/healthz", timeout=10)
+
+
+def test_an_agents_endpoint_admits_only_the_manager(cluster: Cluster) -> None:
+    with cluster.admin() as http:
+        node = http.get("/api/v1/nodes/node-2").raise_for_status().json()
+    address = next(a["address"] for a in node["status"]["addresses"] if a["type"] == "InternalIP")
+    port = node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"]
+    url = f"https://{address}:{port}/stats/summary"
+    ca = cluster.ca_pem
+
+    def get(context: ssl.SSLContext) -> httpx.Response:
+        # The agent's certificate names node-2, not its address: checked as the manager does.
+        with httpx.Client(verify=context, timeout=10) as http:
+            return http.send(http.build_request("GET", url, extensions={"sni_hostname": "node-2"}))
+
+    # No client certificate: refused during the handshake (the endpoint requires one).
+    with pytest.raises(httpx.HTTPError):
+        get(client_context_from_pem(ca))
+    # A node's own certificate is not a manager's.
+    node_cert, node_key = (
+        (cluster.node_pki / "node.crt").read_bytes(),
+        (cluster.node_pki / "node.key").read_bytes(),
+    )
+    refused = get(client_context_from_pem(ca, node_cert, node_key))
+    assert refused.status_code == 403 and "admits only managers" in refused.json()["message"]
+    # The admin's certificate (system:masters) is let in.
+    admin = kubeconfig.read(cluster.kubeconfig).credentials
+    answer = get(client_context_from_pem(ca, admin.cert_pem, admin.key_pem))
+    assert answer.status_code == 200 and answer.json()["node"]["nodeName"] == "node-2"
 
 
 def test_node_rm_revokes_the_nodes_certificate(cluster: Cluster) -> None:

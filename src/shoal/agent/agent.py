@@ -23,6 +23,7 @@ from shoal.agent.probes import Probes
 from shoal.agent.runtimes import Runtime
 from shoal.agent.stats import StatsCollector
 from shoal.client._interface import Client
+from shoal.security.join import NodeCredentials
 
 log = logging.getLogger(__name__)
 
@@ -33,12 +34,20 @@ class Agent:
     runtime: runs the containers; the agent closes it when it stops (containers keep
         running, to be adopted by the next agent on the same state).
     config: node name, addresses, intervals.
+    credentials: the node certificate: its endpoint (logs, exec, stats) serves HTTPS with it
+        and admits only the manager; None: plain HTTP (tests without a cluster CA).
     probes: readiness/liveness/startup verdicts; by default pod sync's own ``Prober``, which
         runs the pods' probes (``probes.NoProbes``: every running container is ready).
     """
 
     def __init__(
-        self, client: Client, runtime: Runtime, config: AgentConfig, *, probes: Probes | None = None
+        self,
+        client: Client,
+        runtime: Runtime,
+        config: AgentConfig,
+        *,
+        probes: Probes | None = None,
+        credentials: NodeCredentials | None = None,
     ) -> None:
         self.client = client
         self.runtime = runtime
@@ -46,7 +55,9 @@ class Agent:
         self.node = NodeRegistration(client, config, runtime.name)
         self.pods = PodSync(client, runtime, config, probes=probes)
         self.stats = StatsCollector(runtime, config.stats_interval)
-        self.logs = NodeServer(runtime, config.internal_ip, stats=self.stats, node_name=config.node_name)
+        self.logs = NodeServer(
+            runtime, config.internal_ip, stats=self.stats, node_name=config.node_name, credentials=credentials
+        )
 
     async def run(self) -> None:
         """Run until cancelled; the runtime is closed on the way out, never its containers."""

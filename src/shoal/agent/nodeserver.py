@@ -45,6 +45,12 @@ from shoal.agent.runtimes import (
 )
 from shoal.agent.stats import StatsCollector
 from shoal.api import remotecommand as rc
+from shoal.api.errors import Forbidden
+from shoal.security.identity import MASTERS_GROUP
+from shoal.security.join import NodeCredentials
+from shoal.security.pki import CertificateError, load_certificate, verify_client_certificate
+from shoal.security.tls import client_certificate, server_context
+from shoal.server.guard import deny
 
 log = logging.getLogger(__name__)
 
@@ -233,6 +239,33 @@ async def relay(
         pass  # the client went away: leaving the session kills the command
 
 
+class ManagersOnly:
+    """Lets through only clients whose certificate (the TLS layer required one of the cluster
+    CA) is in group ``system:masters``: the manager, or an administrator. A node's own
+    certificate may not read another's logs or exec in its containers."""
+
+    def __init__(self, app: Any, ca: Any) -> None:
+        self.app = app
+        self.ca = ca
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] in ("http", "websocket"):
+            pem = client_certificate(scope)
+            try:
+                identity = verify_client_certificate(self.ca, pem or "")
+                allowed = MASTERS_GROUP in identity.groups
+                why = f"user {identity.name!r} is not in group {MASTERS_GROUP}"
+            except CertificateError as err:
+                allowed, why = False, str(err)
+            if not allowed:
+                log.warning("agent endpoint refused %s: %s", scope.get("path"), why)
+                await deny(
+                    scope, send, Forbidden(f"the agent endpoint admits only managers: {why}").to_status()
+                )
+                return
+        await self.app(scope, receive, send)
+
+
 class NodeServer:
     """Serves ``create_node_app(runtime)`` on ``host:port`` (0: any free port) while ``run()``
     runs; ``port`` is known once ``listening`` is set (0 when ``host`` cannot be bound, as an
@@ -246,10 +279,12 @@ class NodeServer:
         *,
         stats: StatsCollector | None = None,
         node_name: str = "",
+        credentials: NodeCredentials | None = None,
     ) -> None:
         self.runtime = runtime
         self.stats = stats
         self.node_name = node_name
+        self.credentials = credentials
         self.host = host
         self.requested_port = port
         self.port = 0
@@ -267,8 +302,14 @@ class NodeServer:
             self.listening.set()
             return
         self.port = listener.getsockname()[1]
-        app = create_node_app(self.runtime, self.stats, self.node_name)
-        async with serving(app, listener) as server:
+        app: Any = create_node_app(self.runtime, self.stats, self.node_name)
+        tls = None
+        if self.credentials is not None:
+            # HTTPS with the node certificate, and only the manager's certificate gets in.
+            node = self.credentials
+            tls = server_context(node.cert_path, node.key_path, node.ca_path, require_client=True)
+            app = ManagersOnly(app, load_certificate(node.ca_path.read_bytes()))
+        async with serving(app, listener, tls=tls) as server:
             self.listening.set()
             log.info("agent endpoint (logs, exec) on %s:%d", self.host, self.port)
             await server.stopped()

@@ -36,7 +36,8 @@ async def run_agent(server: str, state_dir: Path, config: AgentConfig) -> None:
         config = dataclasses.replace(config, volume_dir=state_dir / "volumes")
     try:
         async with asyncio.TaskGroup() as tasks:
-            tasks.create_task(Agent(client, runtime, config).run(), name="agent")
+            agent = Agent(client, runtime, config, credentials=node if credentials is not None else None)
+            tasks.create_task(agent.run(), name="agent")
             if credentials is not None:
                 tasks.create_task(keep_renewed(client, node, config.node_name), name="certificate renewal")
     finally:

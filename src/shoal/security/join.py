@@ -101,6 +101,27 @@ def authority_for(resources: Any) -> Authority | None:
     return _AUTHORITIES.get(resources)
 
 
+_AGENT_CONTEXTS: weakref.WeakKeyDictionary[Any, ssl.SSLContext] = weakref.WeakKeyDictionary()
+MANAGER_CLIENT_NAME = "shoal-manager"
+
+
+def agent_client_context(resources: Any) -> ssl.SSLContext | None:
+    """How this manager connects to agents' endpoints (logs, exec, stats): trusting only the
+    cluster CA, with a client certificate in ``system:masters`` made for this process (it never
+    touches the disk). None without a CA (then agents serve plain HTTP)."""
+    context = _AGENT_CONTEXTS.get(resources)
+    if context is None:
+        authority = authority_for(resources)
+        if authority is None:
+            return None
+        issued = pki.issue_client_certificate(authority.ca, MANAGER_CLIENT_NAME, [pki.MASTERS_GROUP])
+        context = client_context_from_pem(
+            authority.ca.certificate_pem, issued.certificate_pem, issued.key_pem
+        )
+        _AGENT_CONTEXTS[resources] = context
+    return context
+
+
 # -- the manager's side --------------------------------------------------------------------
 
 

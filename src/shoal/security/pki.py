@@ -501,14 +501,20 @@ def sign_node_csr(
             f"CSR subject O: {', '.join(repr(g) for g in others)} refused; a node certificate is "
             f"only in group {NODES_GROUP!r}"
         )
-    cert = _leaf(
-        ca,
-        _subject(node_name, [NODES_GROUP]),
-        public_key,
-        lifetime,
-        [ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.SERVER_AUTH],
-        now,
-    ).sign(ca.key, hashes.SHA256())
+    # Also the serving certificate of the node's agent endpoint: the manager connects to its
+    # address and checks this name (SNI), which the CA signs only for the node itself.
+    cert = (
+        _leaf(
+            ca,
+            _subject(node_name, [NODES_GROUP]),
+            public_key,
+            lifetime,
+            [ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.SERVER_AUTH],
+            now,
+        )
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(node_name)]), critical=False)
+        .sign(ca.key, hashes.SHA256())
+    )
     return Issued(cert)
 
 

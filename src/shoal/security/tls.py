@@ -27,14 +27,17 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 TLS_EXTENSION = "tls"
 
 
-def server_context(cert_file: Path, key_file: Path, ca_file: Path) -> ssl.SSLContext:
+def server_context(
+    cert_file: Path, key_file: Path, ca_file: Path, *, require_client: bool = False
+) -> ssl.SSLContext:
     """What the API server and an agent's endpoint serve with: TLS 1.2 or later, its own
-    certificate, and client certificates requested and checked against the cluster CA."""
+    certificate, and client certificates requested (required, for an agent's endpoint) and
+    checked against the cluster CA."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(cert_file, key_file)
     context.load_verify_locations(ca_file)
-    context.verify_mode = ssl.CERT_OPTIONAL
+    context.verify_mode = ssl.CERT_REQUIRED if require_client else ssl.CERT_OPTIONAL
     return context
 
 

@@ -29,7 +29,8 @@ Message = dict[str, Any]
 MAX_BODY = 3 * 1024 * 1024  # the API's own limit: a bigger body is refused by the handler anyway
 
 
-async def _deny(scope: Scope, send: Any, status: dict[str, Any]) -> None:
+async def deny(scope: Scope, send: Any, status: dict[str, Any]) -> None:
+    """Answer a refused request (HTTP or a WebSocket upgrade) with ``status``, a metav1 Status."""
     body = orjson.dumps(status)
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     if scope["type"] == "websocket":
@@ -94,7 +95,7 @@ class Guard:
             user = self.authenticator.authenticate(scope)
         except Unauthorized as err:
             log.warning("refused %s %s from %s: %s", method, scope["path"], client, err)
-            await _deny(scope, send, err.to_status())
+            await deny(scope, send, err.to_status())
             return
         scope[USER_SCOPE_KEY] = user  # the audit log names who was refused, too
         query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
@@ -108,6 +109,6 @@ class Guard:
         if not decision.allowed:
             status = forbidden_status(attrs, decision.reason)
             log.warning("forbidden from %s: %s", client, status["message"])
-            await _deny(scope, send, status)
+            await deny(scope, send, status)
             return
         await self.app(scope, receive, send)

@@ -7,13 +7,15 @@ Query: ``container`` (optional when the pod has one), ``follow``, ``tailLines``;
 that is not on a node, or whose container has not started, is the client's error (400, in
 the kubelet's words); an agent that cannot be reached is a 503.
 
-The agent endpoint is plain, unauthenticated HTTP until the security work adds the
-manager's client certificate.
+The agent's endpoint is HTTPS with its node certificate and admits only the manager's client
+certificate (``AgentTarget``; plain HTTP only where the server has no cluster CA, in tests).
 """
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -24,6 +26,7 @@ from shoal.api import Object
 from shoal.api.errors import BadRequest, NotFound, ServiceUnavailable
 from shoal.api.kinds.node import NODE
 from shoal.api.kinds.pod import POD
+from shoal.security.join import agent_client_context
 from shoal.server.resources import Resources
 
 TEXT = "text/plain; charset=utf-8"
@@ -63,14 +66,43 @@ def agent_endpoint(node: Object) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-async def pod_agent(resources: Resources, pod: str, node_name: str) -> str:
-    """The address of the agent on ``node_name``, where pod ``pod`` runs; 503 when the node is
-    not registered or reports no endpoint."""
+@dataclass(frozen=True)
+class AgentTarget:
+    """Where and how to reach a node's agent: ``base`` is ``https://IP:PORT`` (``http://``
+    without a cluster CA), ``tls`` the manager's client context, and the agent's certificate
+    is checked for ``node`` (its DNS name), whatever address it is reached on."""
+
+    node: str
+    base: str
+    tls: ssl.SSLContext | None
+
+    @property
+    def address(self) -> str:
+        return self.base.split("://", 1)[1]
+
+    def url(self, path: str, *, websocket: bool = False) -> str:
+        base = self.base.replace("http", "ws", 1) if websocket else self.base
+        return f"{base}{path}"
+
+    @property
+    def extensions(self) -> dict[str, Any]:
+        return {"sni_hostname": self.node} if self.tls is not None else {}
+
+
+def agent_target(resources: Resources, node: Object) -> AgentTarget:
+    tls = agent_client_context(resources)
+    scheme = "https" if tls is not None else "http"
+    return AgentTarget(node["metadata"]["name"], f"{scheme}://{agent_endpoint(node)}", tls)
+
+
+async def pod_agent(resources: Resources, pod: str, node_name: str) -> AgentTarget:
+    """The agent on ``node_name``, where pod ``pod`` runs; 503 when the node is not
+    registered or reports no endpoint."""
     try:
         node = await resources.get(NODE, None, node_name)
     except NotFound:
         raise ServiceUnavailable(f"node {node_name} of pod {pod} is not registered") from None
-    return agent_endpoint(node)
+    return agent_target(resources, node)
 
 
 def _tail_lines(text: str) -> int | None:
@@ -96,18 +128,19 @@ async def pod_log(resources: Resources, request: Request, namespace: str, name: 
     node_name = (pod.get("spec") or {}).get("nodeName")
     if not node_name:
         raise BadRequest(f"pod {name} is not scheduled yet: it has no node, and so no logs")
-    endpoint = await pod_agent(resources, name, node_name)
+    agent = await pod_agent(resources, name, node_name)
     params = {"follow": "true" if follow else "false"}
     if tail is not None:
         params["tailLines"] = str(tail)
-    url = f"http://{endpoint}/containerLogs/{namespace}/{name}/{container}"
-    http = httpx.AsyncClient(timeout=httpx.Timeout(CONNECT_TIMEOUT, read=None))
+    url = agent.url(f"/containerLogs/{namespace}/{name}/{container}")
+    http = httpx.AsyncClient(timeout=httpx.Timeout(CONNECT_TIMEOUT, read=None), verify=agent.tls or True)
     try:
-        upstream = await http.send(http.build_request("GET", url, params=params), stream=True)
+        outgoing = http.build_request("GET", url, params=params, extensions=agent.extensions)
+        upstream = await http.send(outgoing, stream=True)
     except httpx.HTTPError as err:
         await http.aclose()
         raise ServiceUnavailable(
-            f"cannot reach the agent of node {node_name} at {endpoint} for the logs of pod {name}: {err}"
+            f"cannot reach the agent of node {node_name} at {agent.address} for the logs of pod {name}: {err}"
         ) from None
     if upstream.status_code != 200:
         text = (await upstream.aread()).decode(errors="replace").strip()[:200]

@@ -21,7 +21,8 @@ from shoal.api import Object
 from shoal.api.errors import ApiError, NotFound
 from shoal.api.kinds.node import NODE
 from shoal.api.kinds.pod import POD
-from shoal.server.logs import agent_endpoint
+from shoal.security.join import agent_client_context
+from shoal.server.logs import agent_target
 from shoal.server.resources import ListOptions, Resources
 
 log = logging.getLogger(__name__)
@@ -77,12 +78,14 @@ def _memory(size: int) -> str:
 
 async def _summaries(resources: Resources, node_names: Iterable[str]) -> dict[str, dict[str, Any]]:
     """The agents' last samples, by node name; nodes that do not answer are left out."""
-    async with httpx.AsyncClient(timeout=SCRAPE_TIMEOUT) as http:
+    async with httpx.AsyncClient(
+        timeout=SCRAPE_TIMEOUT, verify=agent_client_context(resources) or True
+    ) as http:
 
         async def scrape(name: str) -> tuple[str, dict[str, Any] | None]:
             try:
-                endpoint = agent_endpoint(await resources.get(NODE, None, name))
-                response = await http.get(f"http://{endpoint}/stats/summary")
+                agent = agent_target(resources, await resources.get(NODE, None, name))
+                response = await http.get(agent.url("/stats/summary"), extensions=agent.extensions)
                 response.raise_for_status()
                 summary: dict[str, Any] = response.json()
                 return name, summary

@@ -34,7 +34,7 @@ from shoal.api import Object
 from shoal.api import remotecommand as rc
 from shoal.api.errors import ApiError, BadRequest, InternalError, ServiceUnavailable
 from shoal.api.kinds.pod import POD
-from shoal.server.logs import pick_container, pod_agent
+from shoal.server.logs import AgentTarget, pick_container, pod_agent
 from shoal.server.resources import Resources
 
 log = logging.getLogger(__name__)
@@ -88,7 +88,7 @@ def _not_running(pod: Object, container: str) -> str | None:
 
 async def agent_url(
     resources: Resources, namespace: str, name: str, query: QueryParams
-) -> tuple[str, str, str]:
+) -> tuple[AgentTarget, str, str, str]:
     """Check the request against the Pod and its Node; return the agent's exec URL, the
     container and the node's name. Raises the ApiError to answer with."""
     command = query.getlist("command")
@@ -107,10 +107,11 @@ async def agent_url(
     why = _not_running(pod, container)
     if why is not None:
         raise BadRequest(f"container {container} in pod {name} is not running: {why}")
-    endpoint = await pod_agent(resources, name, node_name)
+    agent = await pod_agent(resources, name, node_name)
     params: list[tuple[str, str]] = [("command", c) for c in command]
     params += [(k, "1" if _flag(query, k) else "0") for k in ("stdin", "stdout", "stderr", "tty")]
-    return f"ws://{endpoint}/exec/{namespace}/{name}/{container}?{urlencode(params)}", container, node_name
+    path = f"/exec/{namespace}/{name}/{container}?{urlencode(params)}"
+    return agent, path, container, node_name
 
 
 async def check_plain_request(
@@ -166,13 +167,15 @@ async def _open_upstream(
 ) -> ClientConnection:
     offered = websocket.scope.get("subprotocols") or []
     protocol = rc.choose_protocol(offered)
-    url, container, node_name = await agent_url(resources, namespace, name, websocket.query_params)
+    agent, path, container, node_name = await agent_url(resources, namespace, name, websocket.query_params)
     if protocol is None:
         wanted, given = ", ".join(rc.PROTOCOLS), ", ".join(offered) or "none"
         raise BadRequest(f"exec needs one of the subprotocols {wanted}; offered: {given}")
     try:
         return await connect(
-            url,
+            agent.url(path, websocket=True),
+            ssl=agent.tls,
+            server_hostname=agent.node if agent.tls is not None else None,
             subprotocols=[websockets.Subprotocol(protocol)],
             open_timeout=CONNECT_TIMEOUT,
             max_size=None,
