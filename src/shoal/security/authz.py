@@ -14,7 +14,6 @@ tokens. Each change builds a new ``PolicySnapshot``, as ``RBACAuthorizer`` wants
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 
@@ -108,12 +107,7 @@ class SecurityCache:
             if node:
                 by_node[node].append(pod)
         self._pods_by_node = dict(by_node)
-        serials: set[int] = set()
-        for configmap in self._revoked.list():
-            for key in configmap.get("data") or {}:
-                with contextlib.suppress(ValueError):
-                    serials.add(int(key, 16))
-        self._revoked_serials = frozenset(serials)
+        self._revoked_serials = frozenset().union(*(pki.serials_of(c) for c in self._revoked.list()))
         records: dict[str, TokenRecord] = {}
         for secret in self._tokens.list():
             records.update(usertokens.records(secret))

@@ -615,8 +615,13 @@ async def revoked_serials(client: Client) -> frozenset[int]:
         configmap = await client.get(CONFIG_MAP, REVOKED_NAME, REVOKED_NAMESPACE)
     except NotFound:
         return frozenset()
+    return serials_of(configmap)
+
+
+def serials_of(revocation_list: Object) -> frozenset[int]:
+    """The serial numbers the revocation ConfigMap holds (one hex key each)."""
     out = set()
-    for key in configmap.get("data") or {}:
+    for key in revocation_list.get("data") or {}:
         with contextlib.suppress(ValueError):
             out.add(int(key, 16))
     return frozenset(out)
