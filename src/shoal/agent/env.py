@@ -43,6 +43,19 @@ def expand(value: str, env: Mapping[str, str]) -> str:
     return _REFERENCE.sub(replace, value)
 
 
+async def read_source(client: Client, kind: Kind, namespace: str, name: str, optional: bool) -> Object | None:
+    """The ConfigMap or Secret a container's env or volume names; None when it is missing and
+    optional. Raises ConfigError (missing, or the manager cannot be read)."""
+    try:
+        return await client.get(kind, name, namespace)
+    except NotFound:
+        if optional:
+            return None
+        raise ConfigError(f'{kind.singular} "{name}" not found') from None
+    except ApiError as err:
+        raise ConfigError(f"cannot read {kind.singular} {namespace}/{name}: {err}") from None
+
+
 class EnvResolver:
     """Builds ``ContainerSpec``s for the pods of one node. ``pod_ip`` is what ``status.podIP``
     resolves to (the node's address in host networking mode)."""
@@ -136,14 +149,9 @@ class EnvResolver:
     async def _data(self, kind: Kind, namespace: str, name: str, optional: bool) -> dict[str, str] | None:
         """The string data of a ConfigMap or Secret (Secrets decoded from base64); None when it
         is missing and optional."""
-        try:
-            obj = await self.client.get(kind, name, namespace)
-        except NotFound:
-            if optional:
-                return None
-            raise ConfigError(f'{kind.singular} "{name}" not found') from None
-        except ApiError as err:
-            raise ConfigError(f"cannot read {kind.singular} {namespace}/{name}: {err}") from None
+        obj = await read_source(self.client, kind, namespace, name, optional)
+        if obj is None:
+            return None
         data: dict[str, str] = {}
         if kind is SECRET:
             for key, value in (obj.get("data") or {}).items():

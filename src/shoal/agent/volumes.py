@@ -30,10 +30,9 @@ from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from shoal.agent.env import ConfigError
+from shoal.agent.env import ConfigError, read_source
 from shoal.agent.runtimes import Mount
 from shoal.api import Object
-from shoal.api.errors import ApiError, NotFound
 from shoal.api.kinds.configmap import CONFIG_MAP
 from shoal.api.kinds.secret import SECRET
 from shoal.api.quantity import parse_quantity
@@ -156,14 +155,9 @@ class Volumes:
     ) -> dict[PurePosixPath, tuple[bytes, int]]:
         """The files of a secret or configMap volume: relative path -> (bytes, mode)."""
         optional = bool(source.get("optional"))
-        try:
-            obj = await self.client.get(kind, object_name, namespace)
-        except NotFound:
-            if optional:
-                return {}
-            raise ConfigError(f'{kind.singular} "{object_name}" not found') from None
-        except ApiError as err:
-            raise ConfigError(f"cannot read {kind.singular} {namespace}/{object_name}: {err}") from None
+        obj = await read_source(self.client, kind, namespace, object_name, optional)
+        if obj is None:
+            return {}
         data = _bytes_of(obj, object_name, is_config_map=kind is CONFIG_MAP)
         default_mode = int(source.get("defaultMode", DEFAULT_MODE))
         items = source.get("items")

@@ -420,20 +420,22 @@ class DockerRuntime:
         await self._inspect(container_id)  # ContainerNotFound before the first line
         params: dict[str, Any] = {"tail": "all" if tail is None else str(tail)}
         container = self._container(container_id)
-        pending = b""
-        try:
+
+        async def chunks() -> AsyncIterator[str]:
             if follow:
                 async for chunk in container.log(stdout=True, stderr=True, follow=True, **params):
-                    pending += chunk.encode()
-                    *lines, pending = pending.split(b"\n")
-                    for line in lines:
-                        yield line + b"\n"
+                    yield chunk
             else:
                 for chunk in await container.log(stdout=True, stderr=True, **params):
-                    pending += chunk.encode()
-                    *lines, pending = pending.split(b"\n")
-                    for line in lines:
-                        yield line + b"\n"
+                    yield chunk
+
+        pending = b""
+        try:
+            async for chunk in chunks():  # the engine's frames, cut into lines here
+                pending += chunk.encode()
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    yield line + b"\n"
         except aiodocker.DockerError as err:
             raise ContainerNotFound(f"logs of {container_id}: {err.message}", container_id) from None
         if pending:
