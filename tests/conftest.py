@@ -223,3 +223,44 @@ def lab_host(docker_pool: DockerPool) -> Iterator[Host]:
         yield host
     finally:
         docker_pool.lab.remove_host(host)
+
+
+# --------------------------------------------------------------------------- etcd clusters
+#
+# Real etcd members as subprocesses on free loopback ports (tests/etcd_cluster.py):
+#
+# - ``etcd_cluster`` (function): a factory, ``etcd_cluster(members=1 or 3)`` returns a started,
+#   healthy EtcdCluster (``.url`` is the store URL, ``.members[i].kill()``/``.start()``) with its
+#   data under the test's tmp dir; every cluster it made is killed at the end of the test;
+# - ``etcd_server`` (session): one single-member cluster shared by the tests that only need some
+#   etcd; its keys outlive each test, so use keys of your own and relative revisions.
+#
+# Without the etcd binaries the tests skip, saying why; with CI=true or SHOAL_REQUIRE_ETCD=1 they
+# fail instead.
+
+from tests.etcd_cluster import EtcdCluster  # noqa: E402  (kept with the fixtures that use it)
+
+
+@pytest.fixture
+def etcd_cluster(tmp_path: Path) -> Iterator[Callable[..., EtcdCluster]]:
+    made: list[EtcdCluster] = []
+
+    def make(members: int = 1) -> EtcdCluster:
+        cluster = EtcdCluster.start(tmp_path / f"etcd-{len(made)}", members=members)
+        made.append(cluster)
+        return cluster
+
+    try:
+        yield make
+    finally:
+        for cluster in made:
+            cluster.close()
+
+
+@pytest.fixture(scope="session")
+def etcd_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdCluster]:
+    cluster = EtcdCluster.start(tmp_path_factory.mktemp("etcd-server"), members=1)
+    try:
+        yield cluster
+    finally:
+        cluster.close()

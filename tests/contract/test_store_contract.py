@@ -1,9 +1,13 @@
 """The store contract (DESIGN §3): every backend passes every test in this file.
 
-A new backend joins by adding itself to ``_open_backend``. Each backend also runs wrapped in
-the ``EncryptingStore`` (encryption at rest) with every key encrypted. Prefixes are plain string
-prefixes: a watch or list on ``/a/`` sees ``/a/x`` but not ``/ab``; the API layer always
-uses prefixes that end in ``/``.
+A new backend joins by adding itself to ``_open_backend`` and ``FRESH_REVISION``. Each backend
+also runs wrapped in the ``EncryptingStore`` (encryption at rest) with every key encrypted.
+Prefixes are plain string prefixes: a watch or list on ``/a/`` sees ``/a/x`` but not ``/ab``;
+the API layer always uses prefixes that end in ``/``.
+
+Every test gets a fresh store (etcd: a fresh single-member cluster, which starts in a fraction
+of a second). Revisions are counted from the backend's ``FRESH_REVISION``: etcd's empty store
+is at revision 1, the embedded backends' at 0.
 """
 
 from __future__ import annotations
@@ -30,18 +34,24 @@ from shoal.store import (
 )
 from shoal.store._watch import DEFAULT_MAX_BACKLOG, DEFAULT_RING_SIZE, HISTORY_PAGE
 from shoal.store.encryption import EncryptingStore
+from shoal.store.etcd import EtcdStore
 from shoal.store.memory import MemoryStore
 from shoal.store.sqlite import SqliteStore
+from tests.etcd_cluster import EtcdCluster
 
 OpenStore = Callable[..., Awaitable[Store]]
 TIMEOUT = 5.0
+BACKENDS = ["memory", "sqlite", "etcd"]
+FRESH_REVISION = {"memory": 0, "sqlite": 0, "etcd": 1}  # the revision of an empty store
 
 
-async def _open_backend(backend: str, tmp_path: Path, *, ring_size: int, max_backlog: int) -> Store:
+async def _open_backend(
+    backend: str, tmp_path: Path, etcd: Callable[[], EtcdCluster], *, ring_size: int, max_backlog: int
+) -> Store:
     if backend.endswith("+encrypted"):
         # Every key encrypted (not only Secrets): the wrapper must keep the whole contract.
         inner = await _open_backend(
-            backend.removesuffix("+encrypted"), tmp_path, ring_size=ring_size, max_backlog=max_backlog
+            backend.removesuffix("+encrypted"), tmp_path, etcd, ring_size=ring_size, max_backlog=max_backlog
         )
         keyring, _ = load_or_create(tmp_path)
         return EncryptingStore(inner, keyring, prefixes=("",))
@@ -50,16 +60,37 @@ async def _open_backend(backend: str, tmp_path: Path, *, ring_size: int, max_bac
     if backend == "sqlite":
         path = str(tmp_path / "state.db")
         return await SqliteStore.open(path, ring_size=ring_size, max_backlog=max_backlog)
+    if backend == "etcd":
+        return await EtcdStore.open(etcd().endpoints, max_backlog=max_backlog)
     raise AssertionError(backend)
 
 
-@pytest.fixture(params=["memory", "sqlite", "memory+encrypted", "sqlite+encrypted"])
-async def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[OpenStore]:
-    """Opens a store of the backend under test; options a backend lacks are ignored."""
+@pytest.fixture(params=[*BACKENDS, *(f"{backend}+encrypted" for backend in BACKENDS)])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def fresh_revision(backend: str) -> int:
+    return FRESH_REVISION[backend.removesuffix("+encrypted")]
+
+
+@pytest.fixture
+async def open_store(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[OpenStore]:
+    """Opens a store of the backend under test; options a backend lacks are ignored. All the
+    stores a test opens share one backend (one SQLite file, one etcd cluster)."""
     opened: list[Store] = []
+    clusters: list[EtcdCluster] = []
+
+    def etcd() -> EtcdCluster:
+        if not clusters:
+            clusters.append(request.getfixturevalue("etcd_cluster")())
+        return clusters[0]
 
     async def open_(*, ring_size: int = DEFAULT_RING_SIZE, max_backlog: int = DEFAULT_MAX_BACKLOG) -> Store:
-        store = await _open_backend(request.param, tmp_path, ring_size=ring_size, max_backlog=max_backlog)
+        store = await _open_backend(backend, tmp_path, etcd, ring_size=ring_size, max_backlog=max_backlog)
         opened.append(store)
         return store
 
@@ -150,13 +181,13 @@ async def test_delete_is_compare_and_swap_and_returns_the_last_value(store: Stor
 
 @pytest.mark.parametrize("expected", [None, 1])
 async def test_update_or_delete_of_absent_key_raises_key_not_found(
-    store: Store, expected: int | None
+    store: Store, fresh_revision: int, expected: int | None
 ) -> None:
     with pytest.raises(KeyNotFound):
         await store.update("/nope", b"x", expected_revision=expected)
     with pytest.raises(KeyNotFound):
         await store.delete("/nope", expected_revision=expected)
-    assert await store.current_revision() == 0
+    assert await store.current_revision() == fresh_revision
 
 
 async def test_revisions_increase_strictly_across_keys(store: Store) -> None:
@@ -218,11 +249,11 @@ async def test_list_at_a_past_revision_sees_the_values_of_then(store: Store) -> 
     assert [kv.value for kv in (await store.list("/p/")).items] == [b"one, later", b"three"]
 
 
-async def test_list_at_every_past_revision_matches_a_model(store: Store) -> None:
+async def test_list_at_every_past_revision_matches_a_model(store: Store, fresh_revision: int) -> None:
     """Random writes on few keys, so that keys are created, changed and deleted repeatedly."""
     rng = random.Random(7)
     model: dict[str, KeyValue] = {}
-    snapshots = {0: dict(model)}
+    snapshots = {fresh_revision: dict(model)}
     for _ in range(300):
         key = f"/m/{rng.randrange(8)}"
         if key not in model:
@@ -360,15 +391,17 @@ async def test_watch_from_an_old_revision_catches_up_while_writes_continue(open_
 
 
 @pytest.mark.parametrize("extra", [-1, 0, 1])
-async def test_watch_history_ending_at_a_page_boundary(open_store: OpenStore, extra: int) -> None:
+async def test_watch_history_ending_at_a_page_boundary(
+    open_store: OpenStore, fresh_revision: int, extra: int
+) -> None:
     """History is read in pages; a page that ends just before the newest event must not be
     mistaken for the end of history."""
     store = await open_store(ring_size=1)
     count = HISTORY_PAGE + extra
     for i in range(count):
         await store.create(f"/b/{i:05d}", b"v")
-    events = await take(store.watch("/b/", 0), count)
-    assert [e.revision for e in events] == list(range(1, count + 1))
+    events = await take(store.watch("/b/", fresh_revision), count)
+    assert [e.revision for e in events] == list(range(fresh_revision + 1, fresh_revision + count + 1))
 
 
 async def test_watcher_that_falls_too_far_behind_is_ended(open_store: OpenStore) -> None:
@@ -399,7 +432,7 @@ async def test_aclose_stops_a_watch(store: Store) -> None:
 # -- compaction ------------------------------------------------------------------------------
 
 
-async def test_compacted_revisions_are_refused_for_list_and_watch(store: Store) -> None:
+async def test_compacted_revisions_are_refused_for_list_and_watch(store: Store, fresh_revision: int) -> None:
     rng = random.Random(3)
     model: dict[str, KeyValue] = {}
     snapshots: dict[int, dict[str, KeyValue]] = {}
@@ -413,22 +446,23 @@ async def test_compacted_revisions_are_refused_for_list_and_watch(store: Store) 
         else:
             model[key] = await store.update(key, b"%d" % i)
         snapshots[await store.current_revision()] = dict(model)
-    point = 120
+    last = fresh_revision + 200
+    point = fresh_revision + 120
     await store.compact(point)
 
     with pytest.raises(Compacted, match=f"revision {point - 1} is too old") as caught:
         await store.list("/x/", revision=point - 1)
     assert (caught.value.requested, caught.value.compacted) == (point - 1, point)
     with pytest.raises(Compacted):
-        await take(store.watch("/x/", 5), 1)
+        await take(store.watch("/x/", fresh_revision + 5), 1)
 
     # Everything at and after the compaction point still reads as before.
-    for revision in range(point, 201):
+    for revision in range(point, last + 1):
         snapshot = snapshots[revision]
         listed = await store.list("/x/", revision=revision)
         assert listed.items == [snapshot[k] for k in sorted(snapshot)], revision
-    events = await take_until(store.watch("/x/", point), 200)
-    assert [e.revision for e in events] == list(range(point + 1, 201))
+    events = await take_until(store.watch("/x/", point), last)
+    assert [e.revision for e in events] == list(range(point + 1, last + 1))
     replayed = dict(snapshots[point])
     for event in events:
         assert event.prev == replayed.get(event.kv.key)

@@ -3,7 +3,9 @@
 ``open_store(url)`` picks a backend by URL scheme:
 
 - ``memory://``: everything in this process, gone when it ends (tests, benchmarks);
-- ``sqlite:///path/to/state.db``: the embedded default, one file, WAL mode.
+- ``sqlite:///path/to/state.db``: the embedded default, one file, WAL mode;
+- ``etcd://HOST:PORT[,HOST:PORT...]``: an etcd v3 cluster, for several managers; every
+  endpoint listed is used, so the store keeps working while a minority of members is down.
 """
 
 from shoal.store._interface import (
@@ -18,6 +20,7 @@ from shoal.store._interface import (
     Store,
     StoreClosed,
     StoreError,
+    StoreUnavailable,
     WatchStream,
 )
 from shoal.store._open import open_store
@@ -34,6 +37,7 @@ __all__ = [
     "Store",
     "StoreClosed",
     "StoreError",
+    "StoreUnavailable",
     "WatchStream",
     "open_store",
 ]

@@ -12,7 +12,9 @@ Exceptions::
      ├── KeyNotFound        update()/delete() of a key that is absent
      ├── RevisionMismatch   compare-and-swap lost: the key changed since it was read
      ├── Compacted          a read or watch asked for history that compaction removed
-     └── StoreClosed        the store was closed, or a watcher fell too far behind
+     ├── StoreClosed        the store was closed, or a watcher fell too far behind
+     └── StoreUnavailable   the backend cannot answer now (etcd: no quorum, no member reachable);
+                            a write that fails this way may or may not have been applied
 """
 
 from __future__ import annotations
@@ -60,6 +62,15 @@ class Compacted(StoreError):
 
 class StoreClosed(StoreError):
     """The store was closed, or a watcher was dropped because it could not keep up."""
+
+
+class StoreUnavailable(StoreError):
+    """The backend did not answer in time: no member reachable, or no quorum (etcd).
+
+    Transient, unlike the other errors: the same call may succeed later. For a write it is
+    also ambiguous: the request may have reached the backend and be applied after all, so a
+    caller re-reads before it retries (a compare-and-swap retry is safe; a blind one is not).
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +168,8 @@ class Store(Protocol):
         ...
 
     async def current_revision(self) -> int:
-        """The revision of the latest write (0 for an empty store)."""
+        """The revision of the latest write (0 for an empty store; 1 on etcd, which counts
+        its empty store as revision 1)."""
         ...
 
     async def compact(self, revision: int) -> None:
