@@ -182,3 +182,22 @@ def test_node_rm_revokes_the_nodes_certificate(shoal_server: Any) -> None:
     assert "node node-rm removed" in revoked["data"][pki.serial_hex(serial)]
     missing = shoal(shoal_server, "node", "rm", "no-such-node")
     assert missing.returncode != 0 and "no-such-node" in missing.stderr
+
+
+def test_a_manager_join_needs_the_manager_token_and_a_shared_store(shoal_server: Any, tmp_path: Path) -> None:
+    def join_as_manager(token: str) -> subprocess.CompletedProcess[str]:
+        argv = ["join", "--manager", shoal_server.url, "--token", token, "--name", "second-manager"]
+        argv += ["--data-dir", str(tmp_path / "second"), "--listen", "127.0.0.1:0", "--no-agent"]
+        return shoal(shoal_server, *argv)
+
+    refused = join_as_manager(show(shoal_server, "worker"))
+    assert refused.returncode != 0
+    assert "a manager joins with the manager token" in refused.stderr, refused.stderr
+    assert "Traceback" not in refused.stderr
+
+    # This server keeps its state in its own sqlite file: a second manager could not share it.
+    refused = join_as_manager(show(shoal_server, "manager"))
+    assert refused.returncode != 0
+    assert "more managers need a shared store" in refused.stderr, refused.stderr
+    assert "shoal init --store etcd://" in refused.stderr
+    assert not (tmp_path / "second" / "pki" / "ca.key").exists()  # nothing of the cluster was handed over

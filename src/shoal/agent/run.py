@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 from pathlib import Path
 
+from shoal.agent import managers
 from shoal.agent.agent import Agent
 from shoal.agent.certificates import credentials_of, keep_renewed
 from shoal.agent.config import AgentConfig
@@ -30,7 +31,7 @@ async def run_agent(server: str, state_dir: Path, config: AgentConfig) -> None:
     node = NodeCredentials.under(state_dir)
     # The certificate the join (or the manager, for its own agent) made, kept renewed.
     credentials = credentials_of(node) if node.exists() else None
-    client = HttpClient(server, credentials=credentials)
+    client = HttpClient(server, credentials=credentials, fallbacks=managers.saved(state_dir))
     runtime = make_runtime(config, state_dir)
     if config.runtime != "exec" and config.volume_dir is None:
         config = dataclasses.replace(config, volume_dir=state_dir / "volumes")
@@ -40,6 +41,7 @@ async def run_agent(server: str, state_dir: Path, config: AgentConfig) -> None:
             tasks.create_task(agent.run(), name="agent")
             if credentials is not None:
                 tasks.create_task(keep_renewed(client, node, config.node_name), name="certificate renewal")
+                tasks.create_task(managers.follow(client, state_dir), name="manager list")
     finally:
         await client.close()
 

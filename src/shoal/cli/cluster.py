@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import datetime as dt
 import logging
 import socket
@@ -18,6 +20,7 @@ from shoal.client.kubeconfig import DEFAULT_DATA_DIR
 
 if TYPE_CHECKING:
     from shoal.agent.config import AgentConfig
+    from shoal.manager.etcd_member import MemberConfig as EtcdMember
 
 DATA_DIR = click.option(
     "--data-dir",
@@ -93,6 +96,21 @@ def _cert_expiry(ctx: click.Context, param: click.Parameter, value: str) -> dt.t
     return lifetime
 
 
+ETCD_CLIENT_PORT = click.option(
+    "--etcd-client-port",
+    type=click.IntRange(1, 65535),
+    default=2379,
+    show_default=True,
+    help="With --ha: the port of this manager's etcd member for clients (the managers).",
+)
+ETCD_PEER_PORT = click.option(
+    "--etcd-peer-port",
+    type=click.IntRange(1, 65535),
+    default=2380,
+    show_default=True,
+    help="With --ha: the port of this manager's etcd member for the other members.",
+)
+
 CERT_EXPIRY = click.option(
     "--cert-expiry",
     default="90d",
@@ -164,6 +182,14 @@ def _route_source(url: str) -> str:
 @CERT_EXPIRY
 @click.option("--no-agent", is_flag=True, help="Manage only: run no workloads on this machine.")
 @click.option(
+    "--ha",
+    is_flag=True,
+    help="Keep the state in an etcd member started beside this manager (Debian's etcd), so that "
+    "managers joining later add members: 3 managers tolerate the loss of 1, 5 of 2.",
+)
+@ETCD_CLIENT_PORT
+@ETCD_PEER_PORT
+@click.option(
     "--autolock",
     is_flag=True,
     help="Seal the key that encrypts Secrets with an unlock key printed once; after a restart "
@@ -182,9 +208,13 @@ def init(
     stats_interval: float,
     cert_expiry: dt.timedelta,
     no_agent: bool,
+    ha: bool,
+    etcd_client_port: int,
+    etcd_peer_port: int,
     autolock: bool,
 ) -> None:
     """Start a cluster: a manager, and an agent so that this machine runs workloads."""
+    from shoal.manager import etcd_member
     from shoal.manager.run import run_manager
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -204,9 +234,18 @@ def init(
         click.echo(f"shoal manager ready at {url}; kubeconfig: {data_dir / 'kubeconfig'}")
         click.echo(f"to add a worker, run on it:\n    shoal join {url} --token {token}")
 
-    with suppress(Interrupted):
-        run(
-            run_manager(
+    member = None
+    if ha or etcd_member.MemberConfig.load(data_dir) is not None:
+        if store_url:
+            raise click.UsageError("--ha keeps the state in its own etcd member: leave --store out")
+        member = _member(data_dir, name, address, etcd_client_port, etcd_peer_port)
+        store_url = member.store_url
+
+    async def body() -> None:
+        async with contextlib.AsyncExitStack() as stack:
+            if member is not None:
+                await stack.enter_async_context(etcd_member.running(member, data_dir))
+            await run_manager(
                 data_dir,
                 listen,
                 store_url,
@@ -214,13 +253,39 @@ def init(
                 on_ready=on_ready,
                 node_cert_lifetime=cert_expiry,
                 autolock=autolock,
+                name=name,
             )
-        )
+
+    with suppress(Interrupted):
+        run(body())
+
+
+def _member(data_dir: Path, name: str, address: str, client_port: int, peer_port: int) -> EtcdMember:
+    """The etcd member this manager runs: the one it ran before, or a new one (saved)."""
+    from shoal.manager import etcd_member
+
+    try:
+        member = etcd_member.MemberConfig.load(data_dir)
+    except etcd_member.MemberError as err:
+        raise click.ClickException(str(err)) from None
+    if member is None:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        member = etcd_member.MemberConfig(name, address, client_port, peer_port)
+        member = dataclasses.replace(member, store_url=f"etcd://{member.endpoint}")
+        member.save(data_dir)
+    return member
 
 
 @click.command()
-@click.argument("manager_url")
-@click.option("--token", required=True, help="The worker join token (`shoal token show` on a manager).")
+@click.argument("manager_url", required=False)
+@click.option(
+    "--manager",
+    "manager_of",
+    metavar="URL",
+    help="Join as another manager of the cluster at URL (with the manager token): serve the API "
+    "over the cluster's shared store and stand for leadership.",
+)
+@click.option("--token", required=True, help="The join token (`shoal token show [manager]` on a manager).")
 @NAME
 @LABELS
 @MAX_PODS
@@ -229,8 +294,13 @@ def init(
 @DOCKER_HOST
 @ADVERTISE_ADDR
 @STATS_INTERVAL
+@LISTEN
+@click.option("--no-agent", is_flag=True, help="With --manager: manage only, run no workloads here.")
+@ETCD_CLIENT_PORT
+@ETCD_PEER_PORT
 def join(
-    manager_url: str,
+    manager_url: str | None,
+    manager_of: str | None,
     token: str,
     name: str,
     labels: tuple[str, ...],
@@ -240,11 +310,39 @@ def join(
     docker_host: str | None,
     advertise_addr: str | None,
     stats_interval: float,
+    listen: str,
+    no_agent: bool,
+    etcd_client_port: int,
+    etcd_peer_port: int,
 ) -> None:
-    """Join this machine to a cluster as a worker, and run its agent in the foreground."""
+    """Join this machine to a cluster: as a worker (MANAGER_URL), running its agent in the
+    foreground, or as one more manager (--manager URL)."""
     from shoal.agent.run import check_join, run_agent
 
+    if bool(manager_url) == bool(manager_of):
+        raise click.UsageError("give the manager's URL either as MANAGER_URL (a worker) or as --manager URL")
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if manager_of:
+        _join_as_manager(
+            manager_of,
+            token,
+            name,
+            _agent_config(
+                name,
+                (f"{MANAGER_ROLE_LABEL}=", *labels),
+                max_pods,
+                runtime,
+                docker_host,
+                advertise_addr or _route_source(manager_of),
+                stats_interval,
+            ),
+            data_dir.expanduser().absolute(),
+            listen,
+            no_agent,
+            (etcd_client_port, etcd_peer_port),
+        )
+        return
+    assert manager_url is not None
     address = advertise_addr or _route_source(manager_url)
     config = _agent_config(name, labels, max_pods, runtime, docker_host, address, stats_interval)
     state_dir = data_dir.expanduser().absolute() / f"agent-{config.node_name}"
@@ -260,3 +358,65 @@ def join(
 
     with suppress(Interrupted):
         run(body())
+
+
+def _join_as_manager(
+    url: str,
+    token: str,
+    name: str,
+    agent: AgentConfig,
+    data_dir: Path,
+    listen: str,
+    no_agent: bool,
+    etcd_ports: tuple[int, int],
+) -> None:
+    """The manager join: the CA key, keyring and store URL come from the cluster
+    (``security.bundle``); a cluster whose managers run etcd members (``--ha``) gets one more
+    here; then this machine runs a manager as ``shoal init`` does."""
+    from shoal.manager.run import run_manager
+    from shoal.security import bundle
+    from shoal.security.join import join_cluster
+
+    def on_ready(own_url: str, worker_token: str) -> None:
+        click.echo(
+            f"shoal manager {name} ready at {own_url} (joined {url}); kubeconfig: {data_dir / 'kubeconfig'}"
+        )
+
+    async def body() -> None:
+        joined = await join_cluster(url, token, name, data_dir / "agent", as_manager=True)
+        store_url = bundle.save(data_dir, joined.manager, url)
+        async with contextlib.AsyncExitStack() as stack:
+            if isinstance(joined.manager, dict) and joined.manager.get("embeddedEtcd"):
+                store_url = await _add_member(stack, data_dir, name, agent.internal_ip, etcd_ports, store_url)
+            await run_manager(
+                data_dir, listen, store_url, agent=None if no_agent else agent, on_ready=on_ready, name=name
+            )
+
+    with suppress(Interrupted):
+        run(body())
+
+
+async def _add_member(
+    stack: contextlib.AsyncExitStack,
+    data_dir: Path,
+    name: str,
+    address: str,
+    ports: tuple[int, int],
+    cluster_store: str,
+) -> str:
+    """Run this manager's etcd member (added to the cluster the first time) in ``stack``; the
+    store URL naming every member."""
+    from shoal.manager import etcd_member
+
+    member = etcd_member.MemberConfig.load(data_dir)
+    if member is not None and (data_dir / etcd_member.DATA_DIR).exists():
+        await stack.enter_async_context(etcd_member.running(member, data_dir))  # a restart
+        return member.store_url
+    member = etcd_member.MemberConfig(name, address, *ports)
+    initial, store_url = await etcd_member.add_to_cluster(member, cluster_store)
+    member = dataclasses.replace(member, store_url=store_url)
+    member.save(data_dir)
+    await stack.enter_async_context(
+        etcd_member.running(member, data_dir, initial_cluster=initial, state="existing")
+    )
+    return store_url

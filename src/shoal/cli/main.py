@@ -13,6 +13,7 @@ import click
 
 from shoal.api.errors import ApiError, ServiceUnavailable
 from shoal.cli import cluster, logs, node, resources, secretkey, server, service, swarm_objects, token, user
+from shoal.cli.backup import backup, restore
 from shoal.cli.context import Failed, Interrupted, Settings
 from shoal.cli.exec import exec_
 from shoal.cli.output import echo_error
@@ -69,6 +70,8 @@ cli.add_command(swarm_objects.config)
 cli.add_command(secretkey.unlock)
 cli.add_command(secretkey.secret_key)
 cli.add_command(user.user)
+cli.add_command(backup)
+cli.add_command(restore)
 
 
 def explain(err: BaseException) -> tuple[str, int]:

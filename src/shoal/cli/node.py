@@ -15,13 +15,12 @@ import click
 
 from shoal.api import Object
 from shoal.api.errors import NotFound
-from shoal.api.kinds import LEASE, NODE, POD
+from shoal.api.kinds import NODE, POD
 from shoal.cli import output, swarm_spec
 from shoal.cli.context import Settings, pass_settings, run
 from shoal.cli.service import table
 from shoal.client._interface import Client
-
-LEADER_LEASE = ("kube-system", "shoal-controllers")
+from shoal.manager import registry
 
 
 @click.group()
@@ -29,37 +28,33 @@ def node() -> None:
     """Manage the cluster's nodes."""
 
 
-async def _leader_holder(client: Client) -> str:
-    namespace, name = LEADER_LEASE
-    try:
-        lease = await client.get(LEASE, name, namespace)
-    except NotFound:
-        return ""
-    return str((lease.get("spec") or {}).get("holderIdentity") or "")
-
-
 @node.command("ls")
 @pass_settings
 def ls(settings: Settings) -> None:
-    """List nodes: NAME STATUS AVAILABILITY MANAGER STATUS."""
+    """List nodes: NAME STATUS AVAILABILITY MANAGER STATUS. Managers that run no agent are
+    listed too (Drain: they take no workloads)."""
     run(_ls(settings))
 
 
 async def _ls(settings: Settings) -> None:
     async with settings.client() as client:
         nodes = (await client.list(NODE)).get("items") or []
-        holder = await _leader_holder(client)
-    managers = sum(1 for n in nodes if swarm_spec.is_manager(n))
-    rows = [
-        [
-            str(n["metadata"]["name"]),
-            swarm_spec.node_status(n),
-            swarm_spec.availability(n).capitalize(),
-            swarm_spec.manager_status(n, managers, holder),
-        ]
-        for n in sorted(nodes, key=lambda n: str(n["metadata"]["name"]))
-    ]
-    output.echo(table(["NAME", "STATUS", "AVAILABILITY", "MANAGER STATUS"], rows))
+        managers = {m.name: m for m in await registry.managers(client)}
+        leading = await registry.leaders(client)
+    rows: dict[str, list[str]] = {}
+    for n in nodes:
+        name = str(n["metadata"]["name"])
+        manager = managers.get(name)
+        status = ""
+        if manager is not None or swarm_spec.is_manager(n):
+            status = swarm_spec.manager_status(name, manager is not None and manager.reachable(), leading)
+        rows[name] = [name, swarm_spec.node_status(n), swarm_spec.availability(n).capitalize(), status]
+    for name, manager in managers.items():
+        if name not in rows:
+            reachable = manager.reachable()
+            status = swarm_spec.manager_status(name, reachable, leading)
+            rows[name] = [name, "Ready" if reachable else "Down", "Drain", status]
+    output.echo(table(["NAME", "STATUS", "AVAILABILITY", "MANAGER STATUS"], [rows[k] for k in sorted(rows)]))
 
 
 @node.command()

@@ -969,12 +969,13 @@ def is_manager(node: Object) -> bool:
     return any(key in labels for key in MANAGER_LABELS) or labels.get("shoal.io/role") == "manager"
 
 
-def manager_status(node: Object, managers: int, holder: str) -> str:
-    """``Leader`` for the manager that holds the controllers' Lease (or the only manager),
-    ``Reachable`` for other managers, blank for workers."""
-    if not is_manager(node):
-        return ""
-    name = str((node.get("metadata") or {}).get("name", ""))
-    if managers == 1 or (holder and holder.startswith(name)):
+def manager_status(name: str, reachable: bool, leading: dict[str, str]) -> str:
+    """Swarm's MANAGER STATUS: ``Leader`` for the manager holding every component's Lease
+    (``Leader (scheduler)`` and the like when the components are split between managers),
+    else ``Reachable`` or ``Unreachable`` by the manager's own Lease."""
+    held = sorted(component for component, holder in leading.items() if holder == name)
+    if held and len(held) == len(leading):
         return "Leader"
-    return "Reachable"
+    if held:
+        return f"Leader ({', '.join(held)})"
+    return "Reachable" if reachable else "Unreachable"

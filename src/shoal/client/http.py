@@ -1,9 +1,16 @@
-"""A client for a shoal (or any Kubernetes-compatible) API server over HTTP, on httpx."""
+"""A client for a shoal (or any Kubernetes-compatible) API server over HTTP, on httpx.
+
+With several managers (``fallbacks``, or ``use_servers`` as the list changes) the client talks
+to one at a time and moves to the next when that one cannot be reached: a request that failed
+to connect is retried there at once (it never reached the first), any other transport failure
+is reported to the caller (it may have been applied) and the next request goes elsewhere.
+Refusals, 503s included, are answers and never cause a move: every manager shares the store.
+"""
 
 from __future__ import annotations
 
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import httpx
@@ -25,11 +32,30 @@ class HttpClient:
         transport: httpx.AsyncBaseTransport | None = None,
         limits: httpx.Limits | None = None,
         credentials: Credentials | None = None,
+        fallbacks: Sequence[str] = (),
     ) -> None:
         self.server = server.rstrip("/")
+        self.servers = [self.server]
+        self.use_servers(fallbacks)
         self._timeout, self._transport, self._limits = timeout, transport, limits
         self.credentials = credentials or Credentials()
         self._http = self._client(self.credentials, timeout, transport, limits)
+
+    def use_servers(self, servers: Sequence[str]) -> None:
+        """Fail over along ``servers`` from now on (the current server stays first)."""
+        others = [s.rstrip("/") for s in servers if s.rstrip("/") != self.server]
+        self.servers = [self.server, *dict.fromkeys(others)]
+
+    async def _fail_over(self, failed: str) -> None:
+        """``failed`` did not answer: move to the server after it, unless another request
+        already moved (or there is nowhere to go)."""
+        if self.server != failed or len(self.servers) < 2:
+            return
+        position = self.servers.index(failed) if failed in self.servers else -1
+        self.server = self.servers[(position + 1) % len(self.servers)]
+        old = self._http
+        self._http = self._client(self.credentials, self._timeout, self._transport, self._limits)
+        await old.aclose()  # its open streams went to the server that stopped answering
 
     def _client(
         self,
@@ -78,11 +104,21 @@ class HttpClient:
     ) -> Any:
         content = orjson.dumps(body) if body is not None else None
         headers = {"Content-Type": content_type} if content is not None else None
-        try:
-            response = await self._http.request(method, path, content=content, headers=headers, params=params)
-        except httpx.HTTPError as err:
-            raise ServiceUnavailable(f"cannot reach the API server at {self.server}: {err}") from None
-        return _result(response)
+        return _result(await self._send(method, path, content=content, headers=headers, params=params))
+
+    async def _send(self, method: str, path: str, **options: Any) -> httpx.Response:
+        """One request, moved to the next server while the current one cannot be connected to."""
+        for _ in range(len(self.servers)):
+            http, server = self._http, self.server
+            try:
+                return await http.request(method, path, **options)
+            except (httpx.ConnectError, httpx.ConnectTimeout) as err:
+                failure: httpx.HTTPError = err  # never sent: safe to send elsewhere
+                await self._fail_over(server)
+            except httpx.HTTPError as err:
+                await self._fail_over(server)
+                raise ServiceUnavailable(f"cannot reach the API server at {server}: {err}") from None
+        raise ServiceUnavailable(f"cannot reach the API server at {', '.join(self.servers)}: {failure}")
 
     async def get(self, kind: Kind, name: str, namespace: str | None = None) -> Object:
         ns = object_namespace(kind, {}, namespace)
@@ -152,6 +188,7 @@ class HttpClient:
         params = {"watch": "1", **_selectors(label_selector, field_selector)}
         if resource_version:
             params["resourceVersion"] = resource_version
+        server = self.server
         try:
             async with self._http.stream(
                 "GET", object_path(kind, namespace), params=params, timeout=httpx.Timeout(30.0, read=None)
@@ -168,7 +205,12 @@ class HttpClient:
                         raise ApiError.from_status(status, int(status.get("code") or 500))
                     yield WatchEvent(event["type"], event["object"])
         except httpx.HTTPError as err:
-            raise ServiceUnavailable(f"watch on {self.server} ended: {err}") from None
+            await self._fail_over(server)
+            raise ServiceUnavailable(f"watch on {server} ended: {err}") from None
+
+    async def get_json(self, path: str) -> Any:
+        """GET one of shoal's own endpoints: the JSON answer, or the refusal raised."""
+        return await self._request("GET", path)
 
     async def post(self, path: str, body: Any) -> Any:
         """POST a JSON body to one of shoal's own endpoints (``/shoal/v1/...``): the JSON
@@ -179,10 +221,7 @@ class HttpClient:
         self, method: str, path: str, *, body: bytes | None = None, headers: dict[str, str] | None = None
     ) -> httpx.Response:
         """A request as it is, for callers that need headers or non-JSON answers."""
-        try:
-            return await self._http.request(method, path, content=body, headers=headers)
-        except httpx.HTTPError as err:
-            raise ServiceUnavailable(f"cannot reach the API server at {self.server}: {err}") from None
+        return await self._send(method, path, content=body, headers=headers)
 
     async def stream(self, path: str, params: dict[str, str] | None = None) -> AsyncIterator[bytes]:
         """The body of a GET as it arrives (a pod's log), with no read timeout; an error

@@ -164,10 +164,12 @@ class LeaderElector:
     async def _release(self) -> None:
         """Give the lease up so that a successor need not wait for it to expire."""
         assert LEASE is not None
-        with contextlib.suppress(ApiError):
-            lease = await self.client.get(LEASE, self.name, self.namespace)
-            spec = lease.get("spec") or {}
-            if spec.get("holderIdentity") == self.identity:
-                await self.client.update(
-                    LEASE, {**lease, "spec": {**spec, "holderIdentity": "", "leaseDurationSeconds": 1}}
-                )
+        # A courtesy, bounded: a store without quorum must not hold up a stopping manager.
+        with contextlib.suppress(ApiError, TimeoutError):
+            async with asyncio.timeout(self.renew_interval):
+                lease = await self.client.get(LEASE, self.name, self.namespace)
+                spec = lease.get("spec") or {}
+                if spec.get("holderIdentity") == self.identity:
+                    await self.client.update(
+                        LEASE, {**lease, "spec": {**spec, "holderIdentity": "", "leaseDurationSeconds": 1}}
+                    )

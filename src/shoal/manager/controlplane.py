@@ -1,8 +1,11 @@
-"""The stages after the API, assembled: shared informers, the controllers and the
-scheduler, all in one TaskGroup, in the leader only.
+"""The stages after the API, assembled into leader-elected components.
 
-Each stage is built from the same in-process client and the same shared informers; none
-holds a reference to another. They cooperate only through the objects in the store.
+Each component (the controllers, the scheduler, the store compactor) campaigns for its own
+Lease in ``kube-system``, as Kubernetes' controller-manager and scheduler do, and runs only
+in the manager that holds it: renewed every 2 s, taken over 6 s after its holder stopped.
+Within a component every stage is built from the same in-process client and the same shared
+informers; none holds a reference to another. They cooperate only through the objects in
+the store.
 """
 
 from __future__ import annotations
@@ -25,11 +28,12 @@ from shoal.controllers.garbagecollector import GarbageCollector
 from shoal.controllers.job import JobController
 from shoal.controllers.nodelifecycle import NodeLifecycleController
 from shoal.controllers.replicaset import ReplicaSetController
+from shoal.manager.registry import COMPONENT_LEASES
 from shoal.scheduler.loop import SchedulerLoop
+from shoal.store import Store
+from shoal.store.compactor import run_compactor
 
 log = logging.getLogger(__name__)
-
-LEASE_NAME = "shoal-controllers"
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,7 @@ def controller(loop: Controller, workers: int = 1) -> Stage:
     return Stage(loop.name, functools.partial(loop.run, workers))
 
 
-def build(client: Client, informers: Informers) -> list[Stage]:
+def build_controllers(client: Client, informers: Informers) -> list[Stage]:
     """Every controller, in data-flow order. Adding a stage means adding a line here."""
     return [
         controller(DeploymentController(client, informers), workers=2),
@@ -53,8 +57,16 @@ def build(client: Client, informers: Informers) -> list[Stage]:
         controller(JobController(client, informers), workers=2),
         controller(GarbageCollector(client, informers), workers=2),
         controller(NodeLifecycleController(client, informers)),
-        Stage("scheduler", SchedulerLoop(client, informers).run),
     ]
+
+
+def build_scheduler(client: Client, informers: Informers) -> list[Stage]:
+    return [Stage("scheduler", SchedulerLoop(client, informers).run)]
+
+
+def build(client: Client, informers: Informers) -> list[Stage]:
+    """Every stage in one component (a single process that needs no election per stage)."""
+    return build_controllers(client, informers) + build_scheduler(client, informers)
 
 
 async def run_stages(client: Client, builder: Callable[[Client, Informers], list[Stage]] = build) -> None:
@@ -69,7 +81,51 @@ async def run_stages(client: Client, builder: Callable[[Client, Informers], list
         log.info("control plane running: %s", ", ".join(s.name for s in stages))
 
 
-async def run_as_leader(client: Client, identity: str | None = None) -> None:
-    """Campaign for the controllers' lease; run the stages while holding it."""
-    elector = LeaderElector(client, LEASE_NAME, identity or socket.gethostname())
-    await elector.run(lambda: run_stages(client))
+@dataclass(frozen=True)
+class Component:
+    """A leader-elected part of the control plane: the Lease it campaigns for, what it runs."""
+
+    name: str
+    lease: str
+    run: Callable[[Client], Coroutine[Any, Any, None]]
+
+
+def components(store: Store | None = None) -> list[Component]:
+    """The components every manager campaigns for; the compactor only with a ``store``."""
+    parts = [
+        Component(
+            "controllers",
+            COMPONENT_LEASES["controllers"],
+            lambda client: run_stages(client, build_controllers),
+        ),
+        Component(
+            "scheduler", COMPONENT_LEASES["scheduler"], lambda client: run_stages(client, build_scheduler)
+        ),
+    ]
+    if store is not None:
+        parts.append(
+            Component("compactor", COMPONENT_LEASES["compactor"], lambda _client: run_compactor(store))
+        )
+    return parts
+
+
+async def run_as_leader(
+    client: Client,
+    identity: str | None = None,
+    *,
+    store: Store | None = None,
+    lease_duration: float = 6.0,
+    renew_interval: float = 2.0,
+) -> None:
+    """Campaign for every component's Lease; run each component while holding its Lease."""
+    candidate = identity or socket.gethostname()
+    async with asyncio.TaskGroup() as tasks:
+        for part in components(store):
+            elector = LeaderElector(
+                client,
+                part.lease,
+                candidate,
+                lease_duration=lease_duration,
+                renew_interval=renew_interval,
+            )
+            tasks.create_task(elector.run(functools.partial(part.run, client)), name=f"{part.name} election")

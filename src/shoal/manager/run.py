@@ -1,11 +1,13 @@
-"""The manager process: API server, control plane (when leader) and, for ``shoal init``, a
-local agent so that a one-machine cluster runs workloads."""
+"""The manager process: API server, control plane components (each while it holds its
+Lease) and, unless told otherwise, a local agent so that a one-machine cluster runs
+workloads. Several managers may share one store (etcd): each serves the API, announces
+itself (``manager.registry``) and campaigns for every component."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import os
+import secrets
 import socket
 from collections.abc import Callable
 from pathlib import Path
@@ -13,6 +15,7 @@ from pathlib import Path
 from shoal.agent.config import AgentConfig
 from shoal.agent.run import run_agent
 from shoal.client.local import LocalClient
+from shoal.manager import registry
 from shoal.manager.controlplane import run_as_leader
 from shoal.security import join as node_join
 from shoal.security import keys, pki
@@ -29,10 +32,14 @@ async def run_manager(
     on_ready: Callable[[str, str], None] | None = None,
     autolock: bool = False,
     node_cert_lifetime: dt.timedelta = pki.DEFAULT_LIFETIME,
+    name: str = "",
+    lease_duration: float = 6.0,
 ) -> None:
     """Serve and manage until SIGINT/SIGTERM. ``on_ready(url, worker_token)`` is called once
     the API listens (with autolock after a restart: once ``shoal unlock`` has opened the
-    keyring, since the join tokens are a Secret)."""
+    keyring, since the join tokens are a Secret). ``name`` is the manager's (its node's name
+    by default); ``lease_duration`` how long the components' Leases outlive a silent holder."""
+    name = name or (agent.node_name if agent is not None else socket.gethostname())
     async with api_server(
         data_dir,
         listen,
@@ -47,10 +54,19 @@ async def run_manager(
         if agent is not None:  # the local agent's node certificate, for the TLS step
             await node_join.issue_local_node_credentials(resources, agent.node_name, data_dir / "agent")
         async with asyncio.TaskGroup() as tasks:
+            identity = registry.election_identity(name, secrets.token_hex(4))
             parts = [
+                tasks.create_task(registry.announce(local, name, server.url), name="manager lease"),
                 tasks.create_task(
-                    run_as_leader(local, f"{socket.gethostname()}-{os.getpid()}"), name="control plane"
-                )
+                    run_as_leader(
+                        local,
+                        identity,
+                        store=resources.store,
+                        lease_duration=lease_duration,
+                        renew_interval=lease_duration / 3,
+                    ),
+                    name="control plane",
+                ),
             ]
             if agent is not None:
                 parts.append(

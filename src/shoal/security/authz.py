@@ -31,6 +31,7 @@ PUBLIC_PATHS = ("/healthz", "/livez", "/readyz", "/version", "/shoal/v1/join")
 # Open to every authenticated client: what kubectl reads before anything else.
 DISCOVERY_PATHS = ("/api", "/apis", "/openapi/v3")
 RENEW_PATH = "/shoal/v1/renew"  # nodes only: the answer is signed for the caller's own name
+MANAGERS_PATH = "/shoal/v1/managers"  # where agents learn the managers to fail over to
 
 
 def _kind(group: str, resource: str) -> Kind:
@@ -151,6 +152,8 @@ class Authorizer:
                 return Decision(True, "discovery")
         if attrs.path == RENEW_PATH and attrs.verb == "post" and NODES_GROUP in attrs.user.groups:
             return Decision(True, "a node renews its own certificate")
+        if attrs.path == MANAGERS_PATH and attrs.verb == "get" and NODES_GROUP in attrs.user.groups:
+            return Decision(True, "a node reads the managers it may fail over to")
         decision = self.nodes.authorize(attrs)
         if decision is not None:
             return decision

@@ -53,7 +53,7 @@ from shoal.api.errors import (
 from shoal.api.kinds import CONFIG_MAP, NODE
 from shoal.api.validation import dns1123_subdomain
 from shoal.client._interface import Client
-from shoal.security import pki
+from shoal.security import bundle, pki
 from shoal.security import tokens as join_tokens
 from shoal.security.tls import client_context_from_pem
 
@@ -70,6 +70,8 @@ class Authority:
 
     ca: pki.CertificateAuthority
     node_lifetime: dt.timedelta = pki.DEFAULT_LIFETIME
+    data_dir: Path | None = None  # where the CA key and keyring are, for joining managers
+    store_url: str = ""  # the store the manager serves ("": sqlite in data_dir)
 
 
 _AUTHORITIES: weakref.WeakKeyDictionary[Any, Authority] = weakref.WeakKeyDictionary()
@@ -81,7 +83,7 @@ def manager_authority(
     """A manager's PKI in ``data_dir/pki``, made the first time (``pki.ensure_manager_pki``: the
     CA, the serving certificate for ``hosts``, the admin client certificate)."""
     pki.check_lifetime(node_lifetime)
-    return Authority(pki.ensure_manager_pki(data_dir / "pki", hosts), node_lifetime)
+    return Authority(pki.ensure_manager_pki(data_dir / "pki", hosts), node_lifetime, data_dir)
 
 
 async def serve_joins(resources: Any, authority: Authority) -> None:
@@ -162,6 +164,7 @@ async def answer(resources: Any, body: Any) -> Object:
             raise ServiceUnavailable("this API server has no cluster CA, so it cannot sign node certificates")
         await join_tokens.ensure(client, authority.ca.digest)  # one read when they are in order
         role = await join_tokens.role_of(client, secret)  # 401 for a wrong secret
+        manager = _manager_bundle(authority, role, node, body.get("asManager") is True)
         try:
             issued = pki.sign_node_csr(authority.ca, csr, node, authority.node_lifetime)
         except pki.CsrForbidden as err:
@@ -174,7 +177,7 @@ async def answer(resources: Any, body: Any) -> Object:
         raise
     await record_serial(client, node, issued.serial)
     log.info("node %s joined as a %s (certificate %s)", node, role, pki.serial_hex(issued.serial))
-    return {
+    response: Object = {
         "apiVersion": API_VERSION,
         "kind": "JoinResponse",
         "nodeName": node,
@@ -182,6 +185,25 @@ async def answer(resources: Any, body: Any) -> Object:
         "caCertificate": authority.ca.certificate_pem.decode(),
         "certificate": issued.certificate_pem.decode(),
     }
+    if manager is not None:
+        response["manager"] = manager
+    return response
+
+
+def _manager_bundle(authority: Authority, role: str, node: str, as_manager: bool) -> Object | None:
+    """What a machine joining as a manager gets (``security.bundle``); None for a worker."""
+    if not as_manager:
+        return None
+    if role != "manager":
+        raise Forbidden(
+            f"a manager joins with the manager token (`shoal token show manager`); this is the {role} token",
+            name=node,
+            kind="JoinRequest",
+            group="shoal.io",
+        )
+    if authority.data_dir is None:
+        raise ServiceUnavailable("this API server keeps no cluster files, so it cannot add managers")
+    return bundle.make(authority.data_dir, authority.store_url)
 
 
 KEPT_SERIALS = 4  # a node's certificates that may still be valid: the current one, renewed ones
@@ -334,6 +356,7 @@ class Joined:
     role: str
     credentials: NodeCredentials
     certificate: pki.Issued
+    manager: Object | None = None  # the manager bundle, when joining as a manager
 
 
 def check_ca(server: str, token: join_tokens.JoinToken, answer: Any) -> x509.Certificate:
@@ -387,10 +410,13 @@ async def _post(server: str, request: Object, verify: ssl.SSLContext | bool) -> 
     return body
 
 
-async def join_cluster(server: str, token_text: str, node: str, state_dir: Path) -> Joined:
+async def join_cluster(
+    server: str, token_text: str, node: str, state_dir: Path, *, as_manager: bool = False
+) -> Joined:
     """Join the cluster at ``server`` with ``token_text`` as ``node``; the key, certificate and
-    CA are saved under ``state_dir/pki``. Raises the manager's refusal, or Forbidden when the
-    manager is not the token's cluster."""
+    CA are saved under ``state_dir/pki``. ``as_manager`` asks for the manager bundle too
+    (``security.bundle``; the manager token is needed). Raises the manager's refusal, or
+    Forbidden when the manager is not the token's cluster."""
     try:
         token = join_tokens.parse(token_text)
     except ValueError as err:
@@ -403,19 +429,24 @@ async def join_cluster(server: str, token_text: str, node: str, state_dir: Path)
     pinned = client_context_from_pem(ca.public_bytes(serialization.Encoding.PEM))
     key = pki.new_key()
     key_pem = pki.key_pem(key)
-    request = {
+    request: Object = {
         "apiVersion": API_VERSION,
         "kind": "JoinRequest",
         "nodeName": node,
         "secret": token.secret,
         "csr": pki.make_csr(key, node).decode(),
     }
+    if as_manager:
+        request["asManager"] = True
     body = await _post(server, request, pinned)
     joined = check_answer(server, token, node, key_pem, body)
     credentials = NodeCredentials.under(state_dir)
     ca_pem = str(body["caCertificate"]).encode()
     credentials.save(ca_pem, joined.certificate.certificate_pem, key_pem)
-    return Joined(joined.role, credentials, joined.certificate)
+    manager = body.get("manager") if as_manager else None
+    return Joined(
+        joined.role, credentials, joined.certificate, manager if isinstance(manager, dict) else None
+    )
 
 
 async def issue_local_node_credentials(resources: Any, node: str, state_dir: Path) -> NodeCredentials | None:

@@ -44,7 +44,7 @@ from shoal.security.escalation import (
 from shoal.security.identity import AUTHENTICATED_GROUP, UserInfo
 from shoal.security.rbac import GROUP as RBAC_GROUP
 from shoal.security.rbac import RBACAuthorizer
-from shoal.server import discovery, logs, metrics, openapi, podexec, scale
+from shoal.server import backup, discovery, logs, metrics, openapi, podexec, scale
 from shoal.server.resources import (
     IGNORE,
     STRICT,
@@ -211,6 +211,20 @@ class Api:
         body = decode_body(await read_body(request), request.headers.get("content-type", JSON))
         identity = pki.Identity(user.name, tuple(g for g in user.groups if g != AUTHENTICATED_GROUP))
         return json_response(await node_join.answer_renewal(self.resources, identity, body))
+
+    async def managers(self, request: Request) -> Response:
+        """The managers and their URLs (``manager.registry``): agents fail over along it."""
+        from shoal.client.local import LocalClient  # the in-process client is built on this server
+        from shoal.manager import registry
+
+        listed = await registry.managers(LocalClient(self.resources))
+        return json_response(
+            {
+                "apiVersion": "shoal.io/v1",
+                "kind": "ManagerList",
+                "managers": [{"name": m.name, "url": m.url, "reachable": m.reachable()} for m in listed],
+            }
+        )
 
     async def unlock(self, request: Request) -> Response:
         """``shoal unlock``: the operator's key opens the sealed keyring (autolock)."""
@@ -561,6 +575,8 @@ def create_app(
         Route("/shoal/v1/join", guarded(api.join), methods=["POST"]),
         Route("/shoal/v1/renew", guarded(api.renew), methods=["POST"]),
         Route("/shoal/v1/unlock", guarded(api.unlock), methods=["POST"]),
+        Route("/shoal/v1/backup", guarded(backup.endpoint(resources)), methods=["GET"]),
+        Route("/shoal/v1/managers", guarded(api.managers), methods=["GET"]),
         Route("/openapi/v3/{path:path}", guarded(api.openapi_document)),
         Route("/api/v1/{path:path}", guarded(api.core_resource), methods=verbs),
         WebSocketRoute("/api/v1/namespaces/{namespace}/pods/{name}/exec", api.pod_exec),

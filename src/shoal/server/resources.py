@@ -360,6 +360,14 @@ class Resources:
         else:
             after = parse_revision(options.resource_version)
             initial = []
+            current = await self._store_call(self.store.current_revision())
+            if after > current:
+                # Revisions only grow, so this version came from another store: one this
+                # cluster was restored from. Waiting would skip every change up to it.
+                raise Expired(
+                    f"resourceVersion {after} is newer than the store's revision {current} "
+                    "(was the cluster restored from a backup?): list again"
+                )
         for obj in initial:
             if flt.empty or flt.matches(obj):
                 yield WatchEvent("ADDED", obj)

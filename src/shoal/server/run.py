@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import logging
 import signal
@@ -26,6 +27,7 @@ from shoal.security.authn import Authenticator
 from shoal.security.authz import Authorizer, SecurityCache
 from shoal.security.default_roles import bootstrap_roles
 from shoal.security.tls import TLSHttpProtocol, TLSWebSocketProtocol
+from shoal.server import backup as server_backup
 from shoal.server.app import create_app
 from shoal.server.guard import Guard
 from shoal.server.resources import Resources
@@ -65,6 +67,7 @@ async def api_server(
     data_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 (once, before serving)
     try:  # the cluster CA (made the first time), serving and admin certificates in data_dir/pki
         authority = node_join.manager_authority(data_dir, [host, socket.gethostname()], node_cert_lifetime)
+        authority = dataclasses.replace(authority, store_url=store_url)
     except (pki.CertificateError, ValueError) as err:
         raise ConfigError(str(err)) from None
     keyring, unlock_key = keys.load_or_create(data_dir, autolock=autolock)
@@ -81,6 +84,7 @@ async def api_server(
         resources = Resources(store)
         await resources.bootstrap()
         await node_join.serve_joins(resources, authority)  # join tokens pin this CA
+        server_backup.serve_backups(resources, data_dir, store.inner)  # below encryption
         pki_dir = data_dir / "pki"
         context = tls_module.server_context(
             pki_dir / "server.crt", pki_dir / "server.key", pki_dir / "ca.crt"
