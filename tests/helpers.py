@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import queue
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -103,3 +104,29 @@ def kube_http(kubeconfig: Path, *, timeout: float = 30.0) -> httpx.Client:
 def async_kube_http(kubeconfig: Path, *, timeout: float = 30.0) -> httpx.AsyncClient:
     """``kube_http`` for asyncio."""
     return httpx.AsyncClient(**_kube_client_options(kubeconfig, timeout))
+
+
+def running(pods: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The pods that run and are not being deleted: what a workload counts as up."""
+    return [
+        p
+        for p in pods
+        if p.get("status", {}).get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")
+    ]
+
+
+def kubectl(
+    config: Path, *args: str, stdin: str | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """The real kubectl with ``config``; fails the test on an error unless ``check`` is off."""
+    done = subprocess.run(
+        ["kubectl", "--kubeconfig", str(config), *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if check:
+        assert done.returncode == 0, f"kubectl {' '.join(args)} failed: {done.stderr}"
+    return done

@@ -20,7 +20,7 @@ import stat
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,8 @@ import pytest
 from shoal.backup import archive
 from shoal.client import kubeconfig
 from tests.conftest import SHOAL
-from tests.helpers import LineReader, kube_http, processes_with, wait_until
+from tests.etcd_cluster import EtcdCluster
+from tests.helpers import LineReader, kube_http, kubectl, processes_with, running, wait_until
 
 pytestmark = [
     pytest.mark.kubectl,
@@ -41,22 +42,6 @@ pytestmark = [
 
 MARKER = f"shoal-backup-{uuid.uuid4().hex[:12]}"  # in every workload's argv, to find and kill them
 NS = "shop"
-
-
-def kubectl(
-    config: Path, *args: str, stdin: str | None = None, check: bool = True
-) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(
-        ["kubectl", "--kubeconfig", str(config), *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    if check:
-        assert done.returncode == 0, f"kubectl {' '.join(args)} failed: {done.stderr}"
-    return done
 
 
 def get(config: Path, *args: str) -> Any:
@@ -107,12 +92,7 @@ def procs() -> Iterator[list[subprocess.Popen[str]]]:
 
 
 def running_pods(config: Path) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = get(config, "pods", "-n", NS, "-l", "app=web")["items"]
-    return [
-        p
-        for p in items
-        if p["status"].get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")
-    ]
+    return running(get(config, "pods", "-n", NS, "-l", "app=web")["items"])
 
 
 def objects(password: str) -> list[dict[str, Any]]:
@@ -158,7 +138,16 @@ def uids(config: Path) -> dict[str, str]:
     return {what: obj["metadata"]["uid"] for what, obj in found.items()}
 
 
-def test_backup_then_restore_into_a_new_data_dir(tmp_path: Path, procs: list[subprocess.Popen[str]]) -> None:
+@pytest.mark.parametrize("target", ["sqlite", "etcd"])
+def test_backup_then_restore_into_a_new_data_dir(
+    target: str,
+    tmp_path: Path,
+    etcd_cluster: Callable[..., EtcdCluster],
+    procs: list[subprocess.Popen[str]],
+) -> None:
+    """A cluster on sqlite backed up, restored into sqlite again, or into etcd (the migration
+    from one manager to a store several can share)."""
+    store = ["--store", etcd_cluster(members=1).url] if target == "etcd" else []
     old_dir, new_dir = tmp_path / "old", tmp_path / "new"
     admin = old_dir / "kubeconfig"
     url, _ = start(["init", "--data-dir", str(old_dir), "--listen", "127.0.0.1:0", "--name", "node-1"], procs)
@@ -230,7 +219,17 @@ def test_backup_then_restore_into_a_new_data_dir(tmp_path: Path, procs: list[sub
     wait_until(lambda: not processes_with(MARKER), timeout=10, what="the old workloads gone")
 
     new_url, output = start(
-        ["restore", str(file), "--data-dir", str(new_dir), "--listen", "127.0.0.1:0", "--name", "node-1"],
+        [
+            "restore",
+            str(file),
+            "--data-dir",
+            str(new_dir),
+            *store,
+            "--listen",
+            "127.0.0.1:0",
+            "--name",
+            "node-1",
+        ],
         procs,
     )
     assert new_url != url
@@ -258,5 +257,6 @@ def test_backup_then_restore_into_a_new_data_dir(tmp_path: Path, procs: list[sub
     # A second restore into the same data dir is refused, naming what is there.
     again = shoal("restore", str(file), "--data-dir", str(new_dir), "--no-start")
     assert again.returncode == 1
-    assert f"{new_dir / 'state.db'} exists: {new_dir} already holds a cluster" in again.stderr, again.stderr
+    already = new_dir / ("state.db" if target == "sqlite" else "pki/ca.crt")
+    assert f"{already} exists: {new_dir} already holds a cluster" in again.stderr, again.stderr
     assert "Traceback" not in again.stderr

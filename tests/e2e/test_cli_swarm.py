@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from tests.conftest import SHOAL
-from tests.helpers import LineReader, kube_http, wait_until
+from tests.helpers import LineReader, kube_http, running, wait_until
 
 MARKER = f"shoal-swarm-{uuid.uuid4().hex[:12]}"  # in every workload's argv, to kill leftovers
 SLEEPER = shlex.join([sys.executable, "-c", "import time; time.sleep(3600)", MARKER])
@@ -66,11 +66,7 @@ class Cluster:
         return items
 
     def running(self, service: str) -> list[dict[str, Any]]:
-        return [
-            p
-            for p in self.pods(service)
-            if p.get("status", {}).get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")
-        ]
+        return running(self.pods(service))
 
     def ready_nodes(self) -> set[str]:
         return {

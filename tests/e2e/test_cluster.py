@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from tests.conftest import SHOAL
-from tests.helpers import LineReader, kube_http, processes_with, wait_until
+from tests.helpers import LineReader, kube_http, processes_with, running, wait_until
 
 MARKER = f"shoal-e2e-{uuid.uuid4().hex[:12]}"  # in every workload's argv, to find and clean them up
 NODE_GRACE = 10.0  # the node lifecycle controller's default
@@ -89,11 +89,7 @@ class Cluster:
         return items
 
     def running(self, selector: str) -> list[dict[str, Any]]:
-        return [
-            p
-            for p in self.pods(selector)
-            if p.get("status", {}).get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")
-        ]
+        return running(self.pods(selector))
 
 
 def workload_pids() -> list[int]:
@@ -149,9 +145,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             os.kill(pid, signal.SIGKILL)
 
 
-def sleeper(name: str, replicas: int) -> dict[str, Any]:
+def sleeper(name: str, replicas: int, marker: str = MARKER) -> dict[str, Any]:
+    """A Deployment of processes that sleep, each with ``marker`` in its argv (to find them)."""
     labels = {"app": name}
-    command = [sys.executable, "-c", "import time; time.sleep(3600)", MARKER]
+    command = [sys.executable, "-c", "import time; time.sleep(3600)", marker]
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",

@@ -14,7 +14,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -29,9 +28,9 @@ import pytest
 from shoal.client.kubeconfig import read as read_kubeconfig
 from shoal.security.tls import client_context_from_pem
 from tests.conftest import SHOAL
-from tests.e2e.test_cluster import free_port
+from tests.e2e.test_cluster import free_port, sleeper
 from tests.etcd_cluster import EtcdCluster
-from tests.helpers import LineReader, processes_with, wait_until
+from tests.helpers import LineReader, processes_with, running, wait_until
 
 MARKER = f"shoal-ha-{uuid.uuid4().hex[:12]}"  # in every workload's argv
 NODE_GRACE = 10.0
@@ -77,8 +76,8 @@ class HACluster:
         )
 
     def restart_manager(self, name: str) -> None:
-        """A manager started again on its data dir, address and the shared store."""
-        self._run_manager(self.managers[name], ["init", "--store", self.etcd.url])
+        """A manager started again on its data dir and address: it remembers its shared store."""
+        self._run_manager(self.managers[name], ["init"])
 
     def _run_manager(self, manager: Manager, command: list[str]) -> None:
         argv = [SHOAL, *command, "--data-dir", str(manager.data_dir), "--listen", manager.listen]
@@ -149,12 +148,17 @@ class HACluster:
         return held
 
     def running(self, selector: str) -> list[dict[str, Any]]:
-        pods = self.get(f"/api/v1/namespaces/default/pods?labelSelector={selector}")["items"]
-        return [
-            p
-            for p in pods
-            if p.get("status", {}).get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")
-        ]
+        return running(self.get(f"/api/v1/namespaces/default/pods?labelSelector={selector}")["items"])
+
+    def wait_for_listing(self, name: str, status: str, manager_status: str) -> None:
+        """Until `shoal node ls` shows manager ``name`` with that STATUS and MANAGER STATUS."""
+        row = re.compile(rf"^{name}\s+{status}\s+Drain\s+{manager_status}$", re.MULTILINE)
+        wait_until(
+            lambda: row.search(self.shoal("node", "ls").stdout),
+            timeout=30,
+            interval=1,
+            what=f"{name} listed {status} and {manager_status}",
+        )
 
     def ready_nodes(self) -> set[str]:
         ready = set()
@@ -199,24 +203,6 @@ def ha(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HACluster]:
     finally:
         cluster.close()
         etcd.close()
-
-
-def sleeper(name: str, replicas: int) -> dict[str, Any]:
-    labels = {"app": name}
-    command = [sys.executable, "-c", "import time; time.sleep(3600)", MARKER]
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": labels},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {"containers": [{"name": "main", "image": "none", "command": command}]},
-            },
-        },
-    }
 
 
 class Creator(threading.Thread):
@@ -274,7 +260,7 @@ class Sampler(threading.Thread):
 
 
 def test_killing_the_leading_manager_loses_nothing(ha: HACluster) -> None:
-    created = ha.request("POST", "/apis/apps/v1/namespaces/default/deployments", sleeper("web", 12))
+    created = ha.request("POST", "/apis/apps/v1/namespaces/default/deployments", sleeper("web", 12, MARKER))
     assert created.status_code == 201, created.text
     wait_until(lambda: len(ha.running("app=web")) == 12, timeout=60, what="12 running pods")
     before = sorted(p["metadata"]["name"] for p in ha.running("app=web"))
@@ -329,25 +315,10 @@ def test_killing_the_leading_manager_loses_nothing(ha: HACluster) -> None:
     )
     assert scaled.status_code == 200, scaled.text
     wait_until(lambda: len(ha.running("app=web")) == 14, timeout=30, what="14 running pods")
-    # Its own Lease ages out: `node ls` shows it Down and Unreachable.
-    wait_until(
-        lambda: re.search(
-            rf"^{leader}\s+Down\s+Drain\s+Unreachable", ha.shoal("node", "ls").stdout, re.MULTILINE
-        ),
-        timeout=30,
-        interval=1,
-        what="the killed manager shown Unreachable",
-    )
-
+    # Its own Lease ages out: `node ls` shows it Down and Unreachable; started again, Reachable.
+    ha.wait_for_listing(leader, "Down", "Unreachable")
     ha.restart_manager(leader)  # back, as a follower
-    wait_until(
-        lambda: re.search(
-            rf"^{leader}\s+Ready\s+Drain\s+Reachable", ha.shoal("node", "ls").stdout, re.MULTILINE
-        ),
-        timeout=30,
-        interval=1,
-        what="the restarted manager shown Reachable",
-    )
+    ha.wait_for_listing(leader, "Ready", "Reachable")
 
 
 def test_quorum_loss_refuses_writes_and_keeps_pods_running(ha: HACluster) -> None:

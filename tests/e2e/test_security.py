@@ -28,7 +28,7 @@ from shoal.client import kubeconfig
 from shoal.security import usertokens
 from shoal.security.tls import client_context_from_pem
 from tests.conftest import SHOAL
-from tests.helpers import LineReader, kube_http, processes_with, wait_until
+from tests.helpers import LineReader, kube_http, kubectl, processes_with, wait_until
 
 pytestmark = [
     pytest.mark.kubectl,
@@ -105,22 +105,6 @@ class Cluster:
                 for c in n.get("status", {}).get("conditions", [])
             )
         }
-
-
-def kubectl(
-    config: Path, *args: str, stdin: str | None = None, check: bool = True
-) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(
-        ["kubectl", "--kubeconfig", str(config), *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    if check:
-        assert done.returncode == 0, f"kubectl {' '.join(args)} failed: {done.stderr}"
-    return done
 
 
 def refused(config: Path, *args: str, stdin: str | None = None) -> str:

@@ -198,15 +198,15 @@ def _commit(staging: Path, data_dir: Path, *, with_state_db: bool) -> list[str]:
                 os.replace(staging / name, data_dir / name)
                 if name == STATE_DB:
                     moved.append(name)
-    _fsync_dir(data_dir / "keys")
-    _fsync_dir(data_dir / "pki")
-    _fsync_dir(data_dir)
+    fsync_dir(data_dir / "keys")
+    fsync_dir(data_dir / "pki")
+    fsync_dir(data_dir)
     shutil.rmtree(staging)
     return moved
 
 
-def _fsync_dir(path: Path) -> None:
-    """Make the renames into ``path`` survive a crash."""
+def fsync_dir(path: Path) -> None:
+    """Make the renames into ``path`` survive a crash (the backup file's too)."""
     with contextlib.suppress(OSError):
         fd = os.open(path, os.O_RDONLY)
         try:

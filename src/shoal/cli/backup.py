@@ -38,6 +38,7 @@ def backup(settings: Settings, file: Path, kubeconfig: Path | None) -> None:
     encrypts Secrets) into FILE, from the running manager. FILE is as secret as the manager's
     data dir: it holds the CA key."""
     from shoal.backup import archive
+    from shoal.backup.restore import fsync_dir
 
     if kubeconfig is not None:
         settings = Settings(kubeconfig=kubeconfig, server=settings.server)
@@ -74,7 +75,7 @@ def backup(settings: Settings, file: Path, kubeconfig: Path | None) -> None:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
-    _fsync_dir(file.parent)
+    fsync_dir(file.parent)
     manifest = taken.manifest
     click.echo(
         f"backup of {server} at revision {manifest.revision}: {manifest.objects} objects, {size} bytes, "
@@ -127,13 +128,3 @@ def restore(ctx: click.Context, /, file: Path, no_start: bool, **init_options: A
 # init's own option objects, after FILE and before --no-start: `restore --help` lists what
 # `init --help` does, and a new init option reaches restore with no change here.
 restore.params[1:1] = cluster.init.params
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make the rename into ``path`` survive a crash."""
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)

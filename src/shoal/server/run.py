@@ -65,6 +65,7 @@ async def api_server(
     store is closed on the way out."""
     host, port = parse_listen(listen)
     data_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 (once, before serving)
+    store_url = remembered_store(data_dir, store_url)
     try:  # the cluster CA (made the first time), serving and admin certificates in data_dir/pki
         authority = node_join.manager_authority(data_dir, [host, socket.gethostname()], node_cert_lifetime)
         authority = dataclasses.replace(authority, store_url=store_url)
@@ -106,6 +107,22 @@ async def api_server(
     finally:
         await store.close()
         audit_log.close()
+
+
+STORE_FILE = "store-url"
+
+
+def remembered_store(data_dir: Path, store_url: str) -> str:
+    """The store of the manager in ``data_dir``: ``store_url`` when given (and remembered in
+    ``data_dir/store-url``), else the one remembered, else "" (sqlite in the data dir). A
+    manager restarted without ``--store`` thus finds its shared store again instead of
+    starting an empty cluster beside it."""
+    path = data_dir / STORE_FILE
+    if store_url:
+        if not path.exists() or path.read_text().strip() != store_url:
+            path.write_text(store_url + "\n")
+        return store_url
+    return path.read_text().strip() if path.exists() else ""
 
 
 @contextlib.asynccontextmanager

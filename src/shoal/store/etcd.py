@@ -84,6 +84,9 @@ _CHANNEL_OPTIONS = [
 _COMPACTED = "required revision has been compacted"
 _FUTURE = "required revision is a future revision"
 _REFUSED_BEFORE_PROPOSING = ("etcdserver: no leader", "etcdserver: too many requests")
+# How etcd says it has no quorum (or lost its leader) when the error's code does not: the raft
+# request timed out inside etcd, or the server-side context expired before a leader answered.
+_NO_QUORUM_SIGNS = ("request timed out", "leader changed", "context deadline exceeded", "no leader")
 _TRANSIENT = frozenset(
     {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED}
 )
@@ -353,7 +356,8 @@ class EtcdStore:
         detail = err.details() or str(code)
         if code == grpc.StatusCode.OUT_OF_RANGE:
             return _Refused(detail)
-        if code not in _TRANSIENT and detail not in _REFUSED_BEFORE_PROPOSING:
+        no_quorum = any(sign in detail for sign in _NO_QUORUM_SIGNS)
+        if code not in _TRANSIENT and not no_quorum:
             return StoreError(f"etcd at {self.endpoints}: {detail}")
         if code == grpc.StatusCode.DEADLINE_EXCEEDED:
             detail = f"no answer within {self.request_timeout:g} s"
