@@ -3,7 +3,8 @@
 Prints one JSON document. Runs every measurement twice, interleaved (A B A B), because these
 machines are noisy; report both rounds.
 
-    .venv/bin/python bench/api.py [--quick]
+    .venv/bin/python bench/api.py [--quick] [--store sqlite|etcd] [--managers 1|3]
+    .venv/bin/python bench/api.py --compare [--quick]
 
 The server serves HTTPS only, every request authenticated and authorized. The Python (httpx)
 clients connect as kubectl does, with the kubeconfig `shoal server` writes (the cluster CA and
@@ -22,6 +23,24 @@ Measurements:
 - watch_fanout_R_per_s: 100 HTTPS watchers on one namespace while ConfigMaps are created at R
   per second; every watcher must see every event; delay from just before the create is sent
   to the watcher reading the event.
+
+Stores and managers. By default (--store sqlite) the server is `shoal server` on sqlite, as
+above. With --store etcd each round starts a fresh 3-member etcd cluster on loopback
+(tests/etcd_cluster.py) and --managers manager processes over it (`shoal init --store etcd://…
+--no-agent`, and with 3 managers two `shoal join --manager`): the same measurements, where
+- wrk's creates are spread over every manager at once, one wrk per manager splitting the
+  connections (8 → 3/3/2): creates/s is their sum, p50 and p99 come from their latency
+  histograms merged (at 1 connection only the first manager is loaded);
+- the Python clients and the fixed rate go to the first manager; with several managers the
+  watchers watch through the last one while the creates go through the first (an event
+  travels through etcd from one manager to another);
+- in_process also measures the etcd store (a client of the same etcd cluster).
+
+--compare runs the comparison side by side in one run: sqlite with 1 manager, etcd with 1
+manager and etcd with 3 managers, each a fresh cluster of `shoal init --no-agent` processes (so
+the store and the number of managers are all that differ), interleaved A B C A B C over two
+rounds, measuring wrk at 8 connections (spread over the managers as above) and one Python
+client (to the first manager): creates/s, p50 and p99 of each.
 """
 
 from __future__ import annotations
@@ -34,6 +53,7 @@ import multiprocessing
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -47,6 +67,35 @@ import orjson
 
 CM_PATH = "/api/v1/namespaces/{ns}/configmaps"
 T = TypeVar("T")
+# Client processes are spawned, not forked: the parent may hold gRPC threads (the etcd
+# cluster's health checks), and a fork with them can deadlock the child.
+MP = multiprocessing.get_context("spawn")
+WRK_CREATE = Path(__file__).resolve().with_name("wrk_create.lua")
+# wrk_create.lua, plus its latency histogram ("microseconds:count" pairs), so that the
+# latencies of several wrk processes (one per manager) can be merged into one distribution,
+# and the first few refusals (status and body) of each thread, to say why creates failed.
+WRK_HISTOGRAM = f"""dofile({json.dumps(str(WRK_CREATE))})
+local refusals = 0
+response = function(status, headers, body)
+  if status >= 300 and refusals < 3 then
+    refusals = refusals + 1
+    io.write("WRK_REFUSED " .. status .. " " .. string.sub(string.gsub(body, "\\n", " "), 1, 300) .. "\\n")
+  end
+end
+local summary_done = done
+done = function(summary, latency, requests)
+  summary_done(summary, latency, requests)
+  local parts = {{}}
+  local i = 1
+  while true do
+    local value, count = latency(i)
+    if value == 0 or count == 0 then break end
+    parts[#parts + 1] = string.format("%d:%d", value, count)
+    i = i + 1
+  end
+  io.write("WRK_HIST " .. table.concat(parts, ",") .. "\\n")
+end
+"""
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -106,6 +155,7 @@ class Server:
 
     def __init__(self, data_dir: Path) -> None:
         self.kubeconfig = data_dir / "kubeconfig"
+        self.kubeconfigs = [self.kubeconfig]
         self.token = ""
         self.proc = subprocess.Popen(
             [
@@ -132,6 +182,7 @@ class Server:
             match = re.search(r"ready at (https://[^\s;,]+)", line)
             if match:
                 self.url = match.group(1)
+                self.urls = [self.url]
                 self.token = asyncio.run(admin_token(self.kubeconfig))
                 return
         raise RuntimeError("shoal server did not become ready")
@@ -139,6 +190,63 @@ class Server:
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(timeout=10)
+
+
+class Managed:
+    """``managers`` manager processes (`shoal init --no-agent`, then `shoal join --manager`) on
+    fresh data dirs over ``store``: "sqlite" (in the first manager's data dir; one manager
+    only) or "etcd" (a fresh 3-member etcd cluster on loopback). ``urls`` and ``kubeconfigs``
+    are the managers' (first one first); ``token`` is an admin bearer token for wrk."""
+
+    def __init__(self, root: Path, store: str, managers: int) -> None:
+        from ha import Managers  # puts the repository (tests/) on the path
+
+        from tests.etcd_cluster import EtcdCluster
+
+        if store == "sqlite" and managers != 1:
+            raise ValueError("several managers need a shared store: --store etcd")
+        self.etcd = EtcdCluster.start(root / "etcd", members=3) if store == "etcd" else None
+        self.managers = Managers(root, self.etcd.url if self.etcd else "")
+        try:
+            self.managers.start(managers)
+            self.urls = [m.url for m in self.managers.managers]
+            self.kubeconfigs = [m.kubeconfig for m in self.managers.managers]
+            self.kubeconfig = self.kubeconfigs[0]
+            self.store_url = self.etcd.url if self.etcd else ""
+            self.token = asyncio.run(admin_token(self.kubeconfig))
+            self.token_accepted_after_s = token_accepted(self.kubeconfig, self.urls, self.token)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        try:
+            self.managers.close()
+        finally:
+            if self.etcd is not None:
+                self.etcd.close()
+
+
+def token_accepted(kubeconfig: Path, urls: list[str], token: str, timeout: float = 30.0) -> list[float]:
+    """Wait until every manager accepts the new bearer token; how long each took, in seconds.
+
+    A manager knows tokens from its security cache, which follows the tokens' Secret by watch:
+    over etcd the Secret reaches a manager's cache a little after the create returned (on sqlite
+    the watch is in-process), and until then the token is refused (401)."""
+    from shoal.client.kubeconfig import read
+    from shoal.security.tls import client_context_from_pem
+
+    verify = client_context_from_pem(read(kubeconfig).credentials.ca_pem)  # no client certificate
+    start = time.monotonic()
+    waited = []
+    for url in urls:
+        with httpx.Client(base_url=url, verify=verify, headers={"Authorization": f"Bearer {token}"}) as http:
+            while http.get("/api/v1/namespaces/default").status_code != 200:
+                if time.monotonic() - start > timeout:
+                    raise RuntimeError(f"{url} did not accept the admin token within {timeout} s")
+                time.sleep(0.005)  # the Secret is on its way to that manager's cache
+        waited.append(round(time.monotonic() - start, 3))
+    return waited
 
 
 def expect_created(response: httpx.Response) -> None:
@@ -204,40 +312,112 @@ async def fixed_rate(kubeconfig: Path, ns: str, rate: float, seconds: float) -> 
         return result
 
 
-def wrk_closed_loop(url: str, token: str, prefix: str, connections: int, seconds: int) -> dict[str, float]:
-    script = Path(__file__).with_name("wrk_create.lua")
-    out = subprocess.run(
-        [
-            "wrk",
-            "-t1",
-            f"-c{connections}",
-            f"-d{seconds}s",
-            "--latency",
-            "-H",
-            f"Authorization: Bearer {token}",
-            "-s",
-            str(script),
-            url,
-            "--",
-            prefix,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=seconds + 60,
-        check=True,
-    ).stdout
+def wrk_command(url: str, token: str, prefix: str, connections: int, seconds: int, script: Path) -> list[str]:
+    return [
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{seconds}s",
+        "--latency",
+        "-H",
+        f"Authorization: Bearer {token}",
+        "-s",
+        str(script),
+        url,
+        "--",
+        prefix,
+    ]
+
+
+def wrk_result(out: str) -> dict[str, Any]:
+    """wrk's WRK_JSON line as creates/s, p50 and p99; ``histogram`` when the script printed one."""
     line = next(text for text in out.splitlines() if text.startswith("WRK_JSON "))
     data = json.loads(line.removeprefix("WRK_JSON "))
     ok = data["requests"] - data["non_2xx"]
+    lines = out.splitlines()
+    refusals = [text.removeprefix("WRK_REFUSED ") for text in lines if text.startswith("WRK_REFUSED ")]
     if not ok:
-        raise RuntimeError(f"wrk: none of {data['requests']} creates succeeded (refused: {data['non_2xx']})")
-    return {
+        raise RuntimeError(
+            f"wrk: none of {data['requests']} creates succeeded (refused: {data['non_2xx']}) {refusals}"
+        )
+    result: dict[str, Any] = {
         "creates": ok,
         "refused": data["non_2xx"],
         "creates_per_s": round(ok / (data["duration_us"] / 1e6), 1),
         "p50_ms": round(data["p50_us"] / 1000, 2),
         "p99_ms": round(data["p99_us"] / 1000, 2),
     }
+    if refusals:
+        result["first_refusals"] = refusals
+    hist = next((text for text in lines if text.startswith("WRK_HIST ")), None)
+    if hist is not None:
+        pairs = (pair.split(":") for pair in hist.removeprefix("WRK_HIST ").split(",") if pair)
+        result["histogram"] = {int(value): int(count) for value, count in pairs}
+    return result
+
+
+def histogram_percentile(histogram: dict[int, int], q: float) -> float:
+    """The q-quantile of a {value: count} histogram (the value below which q of the samples lie)."""
+    total = sum(histogram.values())
+    rank, seen = q * total, 0
+    for value in sorted(histogram):
+        seen += histogram[value]
+        if seen >= rank:
+            return value
+    return float("nan")
+
+
+def wrk_spread(urls: list[str], token: str, prefix: str, connections: int, seconds: int) -> dict[str, Any]:
+    """wrk against every manager at once, one wrk each, splitting the connections (8 over 3 →
+    3/3/2; a manager left without one is not loaded). Creates/s is the sum; p50 and p99 are of
+    the merged latencies; ``per_manager`` holds each wrk's own figures (with one manager, the
+    same as ``wrk_closed_loop`` gives, plus the first refusals if any)."""
+    shares = [connections // len(urls) + (1 if i < connections % len(urls) else 0) for i in range(len(urls))]
+    with tempfile.TemporaryDirectory() as tmp:
+        script = Path(tmp) / "wrk_histogram.lua"
+        script.write_text(WRK_HISTOGRAM)
+        procs = [
+            subprocess.Popen(
+                wrk_command(url, token, f"{prefix}m{i}", share, seconds, script),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for i, (url, share) in enumerate(zip(urls, shares, strict=True))
+            if share
+        ]
+        outputs = []
+        for proc in procs:
+            out, err = proc.communicate(timeout=seconds + 60)
+            if proc.returncode:
+                raise RuntimeError(f"wrk exited with {proc.returncode}: {err}")
+            outputs.append(wrk_result(out))
+    merged: dict[int, int] = {}
+    for result in outputs:
+        for value, count in result.pop("histogram").items():
+            merged[value] = merged.get(value, 0) + count
+    if len(outputs) == 1:
+        return outputs[0]
+    return {
+        "creates": sum(r["creates"] for r in outputs),
+        "refused": sum(r["refused"] for r in outputs),
+        "creates_per_s": round(sum(r["creates_per_s"] for r in outputs), 1),
+        "p50_ms": round(histogram_percentile(merged, 0.50) / 1000, 2),
+        "p99_ms": round(histogram_percentile(merged, 0.99) / 1000, 2),
+        "connections_per_manager": [share for share in shares if share],
+        "per_manager": outputs,
+    }
+
+
+def wrk_closed_loop(url: str, token: str, prefix: str, connections: int, seconds: int) -> dict[str, Any]:
+    out = subprocess.run(
+        wrk_command(url, token, prefix, connections, seconds, WRK_CREATE),
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+        check=True,
+    ).stdout
+    return wrk_result(out)
 
 
 def run_http_client(kubeconfig: Path, mode: str, ns: str, arg: int, total: int, out: Any) -> None:
@@ -250,8 +430,8 @@ def run_http_client(kubeconfig: Path, mode: str, ns: str, arg: int, total: int, 
 
 
 def in_other_process(target: Callable[..., None], *args: Any) -> dict[str, Any]:
-    receiver, sender = multiprocessing.Pipe(duplex=False)
-    proc = multiprocessing.Process(target=target, args=(*args, sender))
+    receiver, sender = MP.Pipe(duplex=False)
+    proc = MP.Process(target=target, args=(*args, sender))
     proc.start()
     sender.close()
     try:
@@ -263,7 +443,7 @@ def in_other_process(target: Callable[..., None], *args: Any) -> dict[str, Any]:
     return result
 
 
-async def in_process(store_url: str, concurrency: int, total: int) -> dict[str, float]:
+async def in_process(store_url: str, concurrency: int, total: int, prefix: str = "") -> dict[str, float]:
     from shoal.api import REGISTRY
     from shoal.client.local import LocalClient
     from shoal.server.resources import Resources
@@ -282,7 +462,7 @@ async def in_process(store_url: str, concurrency: int, total: int) -> dict[str, 
         async def worker() -> None:
             for i in counter:
                 start = time.perf_counter()
-                await client.create(kind, config_map(f"cm-{i}"), "default")
+                await client.create(kind, config_map(f"{prefix}cm-{i}"), "default")
                 latencies.append(time.perf_counter() - start)
 
         start = time.perf_counter()
@@ -339,7 +519,11 @@ def run_watchers(kubeconfig: Path, ns: str, watchers: int, events: int, ready: A
     out.send(asyncio.run(main()))
 
 
-def watch_fanout(kubeconfig: Path, ns: str, watchers: int, events: int, rate: float) -> dict[str, Any]:
+def watch_fanout(
+    kubeconfig: Path, ns: str, watchers: int, events: int, rate: float, watch_kubeconfig: Path | None = None
+) -> dict[str, Any]:
+    """Creates through ``kubeconfig``'s server; watches through ``watch_kubeconfig``'s (the same
+    by default)."""
     with httpx.Client(**http_options(kubeconfig), timeout=30) as http:
         expect_created(
             http.post(
@@ -347,10 +531,10 @@ def watch_fanout(kubeconfig: Path, ns: str, watchers: int, events: int, rate: fl
                 content=orjson.dumps({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
             )
         )
-        ready_r, ready_w = multiprocessing.Pipe(duplex=False)
-        out_r, out_w = multiprocessing.Pipe(duplex=False)
-        proc = multiprocessing.Process(
-            target=run_watchers, args=(kubeconfig, ns, watchers, events, ready_w, out_w)
+        ready_r, ready_w = MP.Pipe(duplex=False)
+        out_r, out_w = MP.Pipe(duplex=False)
+        proc = MP.Process(
+            target=run_watchers, args=(watch_kubeconfig or kubeconfig, ns, watchers, events, ready_w, out_w)
         )
         proc.start()
         if not ready_r.poll(60):
@@ -376,10 +560,128 @@ def run_loop(coro: Coroutine[Any, Any, T]) -> T:
     return uvloop.run(coro)
 
 
+def full_round(
+    target: Server | Managed, r: int, total: int, quick: bool, store_url: str, tmp: str
+) -> dict[str, Any]:
+    """Every measurement once against ``target`` (stopped at the end), then in-process."""
+    round_out: dict[str, Any] = {}
+    if isinstance(target, Managed):
+        round_out["token_accepted_after_s"] = target.token_accepted_after_s
+    try:
+        for c in (1, 8, 32):
+            if shutil.which("wrk"):
+                seconds = 3 if quick else 8
+                if isinstance(target, Server):  # as before: wrk_create.lua alone
+                    wrk = wrk_closed_loop(target.url, target.token, f"r{r}c{c}", c, seconds)
+                else:
+                    wrk = wrk_spread(target.urls, target.token, f"r{r}c{c}", c, seconds)
+                round_out[f"https_wrk_c{c}"] = wrk
+            count = total // 4 if c == 1 else total
+            round_out[f"https_python_c{c}"] = in_other_process(
+                run_http_client, target.kubeconfig, "closed", f"r{r}c{c}", c, count
+            )
+        round_out["https_fixed_200_per_s"] = in_other_process(
+            run_http_client,
+            target.kubeconfig,
+            "fixed",
+            f"r{r}fixed",
+            200,
+            2000 if not quick else 600,
+        )
+        for rate in (20, 200):
+            round_out[f"watch_fanout_{rate}_per_s"] = watch_fanout(
+                target.kubeconfig,
+                f"r{r}watch{rate}",
+                100,
+                200 if not quick else 40,
+                rate=rate,
+                watch_kubeconfig=target.kubeconfigs[-1],
+            )
+    finally:
+        if isinstance(target, Managed):
+            target.managers.close()  # its etcd cluster stays up for the in-process measurement
+        else:
+            target.stop()
+    try:
+        backends = ("sqlite", "memory", "etcd") if store_url else ("sqlite", "memory")
+        for backend in backends:
+            for c in (1, 32):
+                url = {"sqlite": f"sqlite:///{tmp}/inproc-{r}-{c}.db", "memory": "memory://"}.get(
+                    backend, store_url
+                )
+                count = total * 2 if c == 32 else total
+                prefix = f"inproc{c}-" if backend == "etcd" else ""  # one etcd for both runs
+                round_out[f"in_process_{backend}_c{c}"] = run_loop(in_process(url, c, count, prefix))
+    finally:
+        if isinstance(target, Managed):
+            target.stop()
+    return round_out
+
+
+COMPARED = (("sqlite", 1), ("etcd", 1), ("etcd", 3))
+
+
+def compare(tmp: Path, quick: bool) -> dict[str, Any]:
+    """sqlite/1 manager, etcd/1 manager and etcd/3 managers side by side, A B C A B C."""
+    seconds = 3 if quick else 8
+    python_creates = 250 if quick else 1000
+    out: dict[str, Any] = {
+        "sizes": {
+            "rounds": 2,
+            "order": [f"{store}_{n}_manager{'s' if n > 1 else ''}" for store, n in COMPARED] * 2,
+            "wrk": f"8 connections for {seconds} s, spread over the managers",
+            "python_c1": f"{python_creates} creates by one httpx client, to the first manager",
+            "managers": "`shoal init --no-agent` (+ `shoal join --manager`), fresh data dirs each time",
+            "etcd": "a fresh 3-member cluster on loopback each time (heartbeat 50 ms, election 500 ms)",
+        }
+    }
+    for r in (1, 2):
+        for store, managers in COMPARED:
+            name = f"{store}_{managers}_manager{'s' if managers > 1 else ''}"
+            log(f"round {r}: {name}")
+            target = Managed(tmp / f"{name}-{r}", store, managers)
+            try:
+                result = {
+                    "token_accepted_after_s": target.token_accepted_after_s,
+                    "https_wrk_c8": wrk_spread(target.urls, target.token, f"r{r}", 8, seconds),
+                    "https_python_c1": in_other_process(
+                        run_http_client, target.kubeconfig, "closed", f"r{r}c1", 1, python_creates
+                    ),
+                }
+            finally:
+                target.stop()
+            out.setdefault(name, {})[f"round_{r}"] = result
+    out["side_by_side"] = {
+        name: {
+            measurement: {
+                figure: [out[name][f"round_{r}"][measurement][figure] for r in (1, 2)]
+                for figure in ("creates_per_s", "p50_ms", "p99_ms")
+            }
+            for measurement in ("https_wrk_c8", "https_python_c1")
+        }
+        for name in out["sizes"]["order"][:3]
+    }
+    return out
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller counts, for a smoke run")
+    parser.add_argument("--store", choices=("sqlite", "etcd"), default="sqlite")
+    parser.add_argument("--managers", type=int, choices=(1, 3), default=1)
+    parser.add_argument(
+        "--compare", action="store_true", help="sqlite/1, etcd/1 and etcd/3 managers side by side"
+    )
     args = parser.parse_args()
+    if args.store == "sqlite" and args.managers != 1:
+        parser.error("several managers need a shared store: --store etcd")
+    # SIGTERM ends the run through the finally clauses: every process started is stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    started = time.monotonic()
     total = 1000 if args.quick else 4000
     rounds = 1 if args.quick else 2
     results: dict[str, Any] = {
@@ -387,40 +689,19 @@ def main() -> None:
         "in_process_event_loop": "uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
     }
     with tempfile.TemporaryDirectory() as tmp:
-        for r in range(1, rounds + 1):
-            round_out: dict[str, Any] = {}
-            server = Server(Path(tmp) / f"http-{r}")
-            try:
-                for c in (1, 8, 32):
-                    if shutil.which("wrk"):
-                        seconds = 3 if args.quick else 8
-                        round_out[f"https_wrk_c{c}"] = wrk_closed_loop(
-                            server.url, server.token, f"r{r}c{c}", c, seconds
-                        )
-                    count = total // 4 if c == 1 else total
-                    round_out[f"https_python_c{c}"] = in_other_process(
-                        run_http_client, server.kubeconfig, "closed", f"r{r}c{c}", c, count
-                    )
-                round_out["https_fixed_200_per_s"] = in_other_process(
-                    run_http_client,
-                    server.kubeconfig,
-                    "fixed",
-                    f"r{r}fixed",
-                    200,
-                    2000 if not args.quick else 600,
-                )
-                for rate in (20, 200):
-                    round_out[f"watch_fanout_{rate}_per_s"] = watch_fanout(
-                        server.kubeconfig, f"r{r}watch{rate}", 100, 200 if not args.quick else 40, rate=rate
-                    )
-            finally:
-                server.stop()
-            for backend in ("sqlite", "memory"):
-                for c in (1, 32):
-                    url = f"sqlite:///{tmp}/inproc-{r}-{c}.db" if backend == "sqlite" else "memory://"
-                    count = total * 2 if c == 32 else total
-                    round_out[f"in_process_{backend}_c{c}"] = run_loop(in_process(url, c, count))
-            results[f"round_{r}"] = round_out
+        if args.compare:
+            results["compare"] = compare(Path(tmp), args.quick)
+        else:
+            results["store"], results["managers"] = args.store, args.managers
+            for r in range(1, rounds + 1):
+                log(f"round {r}")
+                if args.store == "sqlite":
+                    target: Server | Managed = Server(Path(tmp) / f"http-{r}")
+                else:
+                    target = Managed(Path(tmp) / f"http-{r}", args.store, args.managers)
+                store_url = target.store_url if isinstance(target, Managed) else ""
+                results[f"round_{r}"] = full_round(target, r, total, args.quick, store_url, tmp)
+    results["elapsed_s"] = round(time.monotonic() - started, 1)
     print(json.dumps(results, indent=2))
 
 
