@@ -17,7 +17,7 @@ tried to be someone must not silently become anonymous.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from shoal.api.errors import Unauthorized
@@ -54,12 +54,27 @@ class Authenticator:
         *,
         revoked: Callable[[], frozenset[int]] = frozenset,
         token: Callable[[str], TokenRecord | None] = lambda _digest: None,
+        lookup: Callable[[str], Awaitable[TokenRecord | None]] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.ca = ca
         self.revoked = revoked
         self.token = token
+        self.lookup = lookup
         self.clock = clock
+
+    async def authenticate_request(self, scope: Mapping[str, Any]) -> UserInfo:
+        """``authenticate``, and for a bearer token the cache does not know yet, one live read
+        (``lookup``) before refusing it: a token used right after ``shoal token create`` is
+        accepted even before this manager's cache has seen it (with several managers, the
+        creating one may not be this one)."""
+        try:
+            return self.authenticate(scope)
+        except UnknownToken as unknown:
+            record = await self.lookup(unknown.digest) if self.lookup is not None else None
+            if record is None:
+                raise
+            return self._token_user(record)
 
     def authenticate(self, scope: Mapping[str, Any]) -> UserInfo:
         """The request's user. Raises Unauthorized for a bad certificate or token."""
@@ -72,12 +87,22 @@ class Authenticator:
             return UserInfo(identity.name, (*identity.groups, AUTHENTICATED_GROUP))
         bearer = _bearer(scope)
         if bearer is not None:
-            record = self.token(token_digest(bearer))
+            digest = token_digest(bearer)
+            record = self.token(digest)
             if record is None:
-                raise Unauthorized(
-                    "bearer token refused: it is not a token of this cluster (or it was deleted)"
-                )
-            if record.expires is not None and self.clock() >= record.expires:
-                raise Unauthorized(f"bearer token refused: it expired at {record.expires_rfc3339}")
-            return UserInfo(record.user, (*record.groups, AUTHENTICATED_GROUP))
+                raise UnknownToken(digest)
+            return self._token_user(record)
         return ANONYMOUS
+
+    def _token_user(self, record: TokenRecord) -> UserInfo:
+        if record.expires is not None and self.clock() >= record.expires:
+            raise Unauthorized(f"bearer token refused: it expired at {record.expires_rfc3339}")
+        return UserInfo(record.user, (*record.groups, AUTHENTICATED_GROUP))
+
+
+class UnknownToken(Unauthorized):
+    """A bearer token no record of this cluster has the digest of."""
+
+    def __init__(self, digest: str) -> None:
+        super().__init__("bearer token refused: it is not a token of this cluster (or it was deleted)")
+        self.digest = digest

@@ -18,6 +18,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 
 from shoal.api import REGISTRY, Kind, Object
+from shoal.api.errors import ApiError
 from shoal.client._interface import Client
 from shoal.client.informer import Informer
 from shoal.security import pki, usertokens
@@ -50,6 +51,7 @@ class SecurityCache:
     (the manager's in-process client)."""
 
     def __init__(self, client: Client) -> None:
+        self._client = client
         rbac = "rbac.authorization.k8s.io"
         self._roles = Informer(client, _kind(rbac, "roles"))
         self._cluster_roles = Informer(client, _kind(rbac, "clusterroles"))
@@ -125,6 +127,16 @@ class SecurityCache:
 
     def token(self, digest: str) -> TokenRecord | None:
         return self._token_records.get(digest)
+
+    async def lookup_token(self, digest: str) -> TokenRecord | None:
+        """The record of ``digest`` read from the store now (the cache may lag a new token);
+        None when it is not there or cannot be read."""
+        secrets = _kind("", "secrets")
+        try:
+            secret = await self._client.get(secrets, usertokens.NAME, usertokens.NAMESPACE)
+        except ApiError:
+            return None
+        return usertokens.records(secret).get(digest)
 
 
 class Authorizer:

@@ -92,7 +92,7 @@ class Guard:
         client = (scope.get("client") or ("?", 0))[0]
         method = scope.get("method", "GET")
         try:
-            user = self.authenticator.authenticate(scope)
+            user = await self.authenticator.authenticate_request(scope)
         except Unauthorized as err:
             log.warning("refused %s %s from %s: %s", method, scope["path"], client, err)
             await deny(scope, send, err.to_status())

@@ -137,7 +137,10 @@ async def _guard(
     task = asyncio.create_task(cache.run(), name="security cache")  # owned: cancelled below
     try:
         await cache.synced.wait()
-        yield Authenticator(ca, revoked=cache.revoked, token=cache.token), Authorizer.of(cache)
+        yield (
+            Authenticator(ca, revoked=cache.revoked, token=cache.token, lookup=cache.lookup_token),
+            Authorizer.of(cache),
+        )
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

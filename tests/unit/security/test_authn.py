@@ -65,3 +65,27 @@ def test_bearer_tokens(ca: pki.CertificateAuthority) -> None:
 
 def test_no_credentials_is_anonymous(ca: pki.CertificateAuthority) -> None:
     assert Authenticator(ca).authenticate(scope()) == ANONYMOUS
+
+
+async def test_a_token_the_cache_has_not_seen_yet_is_looked_up_once(ca: pki.CertificateAuthority) -> None:
+    stored = {
+        token_digest("new"): TokenRecord("ci", ("robots",), NOW + 60),
+        token_digest("old"): TokenRecord("ci", (), NOW - 1),
+    }
+    looked_up: list[str] = []
+
+    async def lookup(digest: str) -> TokenRecord | None:
+        looked_up.append(digest)
+        return stored.get(digest)
+
+    authn = Authenticator(ca, lookup=lookup, clock=lambda: NOW)  # an empty cache
+    user = await authn.authenticate_request(scope(token="new"))
+    assert user == UserInfo("ci", ("robots", AUTHENTICATED_GROUP))
+    with pytest.raises(Unauthorized, match="expired at"):  # found live, still checked
+        await authn.authenticate_request(scope(token="old"))
+    with pytest.raises(Unauthorized, match="not a token of this cluster"):
+        await authn.authenticate_request(scope(token="made-up"))
+    assert looked_up == [token_digest(t) for t in ("new", "old", "made-up")]
+    # Certificates and anonymous requests never wait on a lookup.
+    assert await authn.authenticate_request(scope()) == ANONYMOUS
+    assert len(looked_up) == 3
