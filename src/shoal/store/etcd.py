@@ -33,17 +33,27 @@ import contextlib
 import ipaddress
 import logging
 import socket
-from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
 from aetcd import rpc
 
+from shoal.store._etcd_watch import EtcdWatch
+from shoal.store._etcd_wire import (
+    REQUIRE_LEADER,
+    RETRY_FIRST,
+    RETRY_MAX,
+    encode_key,
+    key_value,
+    prefix_range,
+    watch_request,
+)
+from shoal.store._etcd_wire import (
+    compare as etcd_compare,
+)
 from shoal.store._interface import (
     Compacted,
-    Event,
-    EventType,
     KeyExists,
     KeyValue,
     ListResult,
@@ -59,12 +69,7 @@ log = logging.getLogger(__name__)
 DEFAULT_PORT = 2379
 DEFAULT_REQUEST_TIMEOUT = 5.0
 LIST_PAGE = 1000  # keys per Range of a list: bounds each response however big the prefix
-RETRY_FIRST = 0.05  # seconds before the first retry of a call or a watch stream; doubles up to
-RETRY_MAX = 1.0
 
-# etcd checks this header before running the request: a member without a leader answers
-# "no leader" at once instead of holding the call until the deadline.
-_REQUIRE_LEADER = (("hasleader", "true"),)
 _CHANNEL_OPTIONS = [
     ("grpc.lb_policy_name", "round_robin"),
     # gRPC's default reconnect back-off grows to 2 minutes; a restarted member should be back
@@ -89,14 +94,6 @@ _REFUSED_BEFORE_PROPOSING = ("etcdserver: no leader", "etcdserver: too many requ
 _NO_QUORUM_SIGNS = ("request timed out", "leader changed", "context deadline exceeded", "no leader")
 _TRANSIENT = frozenset(
     {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED}
-)
-_PERMANENT_FOR_WATCH = frozenset(
-    {
-        grpc.StatusCode.INVALID_ARGUMENT,
-        grpc.StatusCode.PERMISSION_DENIED,
-        grpc.StatusCode.UNAUTHENTICATED,
-        grpc.StatusCode.UNIMPLEMENTED,
-    }
 )
 
 
@@ -154,8 +151,8 @@ class EtcdStore:
     # -- reads ---------------------------------------------------------------------------------
 
     async def get(self, key: str) -> KeyValue | None:
-        response = await self._call(self._kv.Range, rpc.RangeRequest(key=_encode(key)), idempotent=True)
-        return _key_value(response.kvs[0]) if response.kvs else None
+        response = await self._call(self._kv.Range, rpc.RangeRequest(key=encode_key(key)), idempotent=True)
+        return key_value(response.kvs[0]) if response.kvs else None
 
     async def list(self, prefix: str, revision: int | None = None) -> ListResult:
         """Pages of LIST_PAGE keys, every page read at the revision of the first, so the result
@@ -170,7 +167,7 @@ class EtcdStore:
             response = await self._range_at(request, revision if revision is not None else at)
             if at == 0:
                 at = int(response.header.revision)
-            items.extend(_key_value(kv) for kv in response.kvs)
+            items.extend(key_value(kv) for kv in response.kvs)
             if not response.more:
                 return ListResult(items, at if revision is None else revision)
             start = response.kvs[-1].key + b"\0"
@@ -198,14 +195,14 @@ class EtcdStore:
         """Where history starts now. etcd's "compacted" error does not say, but a watch from
         the refused revision is answered with it."""
         call = self._watch_stub.Watch(
-            metadata=_REQUIRE_LEADER, wait_for_ready=True, timeout=self.request_timeout
+            metadata=REQUIRE_LEADER, wait_for_ready=True, timeout=self.request_timeout
         )
         # A member that has not applied the compaction yet serves the history instead (or
         # stays silent): all that is known then is that ``revision`` itself is gone.
         unknown = revision + 1
         try:
             with self._cut_by_close():
-                await call.write(_watch_request(b"\0", b"", revision))
+                await call.write(watch_request(b"\0", b"", revision))
                 while True:
                     response = await call.read()
                     if response is grpc.aio.EOF or response.events or response.canceled:
@@ -222,9 +219,9 @@ class EtcdStore:
     # -- writes --------------------------------------------------------------------------------
 
     async def create(self, key: str, value: bytes) -> KeyValue:
-        name = _encode(key)
+        name = encode_key(key)
         txn = rpc.TxnRequest(
-            compare=[_compare(name, rpc.Compare.CREATE, rpc.Compare.EQUAL, create_revision=0)],
+            compare=[etcd_compare(name, rpc.Compare.CREATE, rpc.Compare.EQUAL, create_revision=0)],
             success=[rpc.RequestOp(request_put=rpc.PutRequest(key=name, value=value))],
         )
         response = await self._call(self._kv.Txn, txn, idempotent=False)
@@ -234,24 +231,26 @@ class EtcdStore:
         return KeyValue(key, value, revision, revision)
 
     async def update(self, key: str, value: bytes, expected_revision: int | None = None) -> KeyValue:
-        put = rpc.RequestOp(request_put=rpc.PutRequest(key=_encode(key), value=value, prev_kv=True))
+        put = rpc.RequestOp(request_put=rpc.PutRequest(key=encode_key(key), value=value, prev_kv=True))
         response = await self._replace(key, put, expected_revision)
         prev = response.responses[0].response_put.prev_kv
         return KeyValue(key, value, int(prev.create_revision), int(response.header.revision))
 
     async def delete(self, key: str, expected_revision: int | None = None) -> KeyValue:
-        delete = rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=_encode(key), prev_kv=True))
+        delete = rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=encode_key(key), prev_kv=True))
         response = await self._replace(key, delete, expected_revision)
-        prev = _key_value(response.responses[0].response_delete_range.prev_kvs[0])
+        prev = key_value(response.responses[0].response_delete_range.prev_kvs[0])
         return KeyValue(key, prev.value, prev.create_revision, int(response.header.revision))
 
     async def _replace(self, key: str, operation: Any, expected_revision: int | None) -> Any:
         """Run ``operation`` if the key exists (at ``expected_revision``): one transaction,
         whose failure branch reads the key so the error can say what was found instead."""
-        name = _encode(key)
-        compare = [_compare(name, rpc.Compare.CREATE, rpc.Compare.GREATER, create_revision=0)]
+        name = encode_key(key)
+        compare = [etcd_compare(name, rpc.Compare.CREATE, rpc.Compare.GREATER, create_revision=0)]
         if expected_revision is not None:
-            compare.append(_compare(name, rpc.Compare.MOD, rpc.Compare.EQUAL, mod_revision=expected_revision))
+            compare.append(
+                etcd_compare(name, rpc.Compare.MOD, rpc.Compare.EQUAL, mod_revision=expected_revision)
+            )
         txn = rpc.TxnRequest(
             compare=compare,
             success=[operation],
@@ -260,7 +259,7 @@ class EtcdStore:
         response = await self._call(self._kv.Txn, txn, idempotent=False)
         if not response.succeeded:
             found = response.responses[0].response_range.kvs
-            check_precondition(key, _key_value(found[0]) if found else None, expected_revision)
+            check_precondition(key, key_value(found[0]) if found else None, expected_revision)
             raise StoreError(f"{key}: etcd refused the write, yet its preconditions hold", key)
         return response
 
@@ -319,7 +318,7 @@ class EtcdStore:
                     return await method(
                         request,
                         timeout=max(deadline - loop.time(), 0.001),
-                        metadata=_REQUIRE_LEADER,
+                        metadata=REQUIRE_LEADER,
                         wait_for_ready=True,
                     )
             except grpc.aio.AioRpcError as err:
@@ -369,165 +368,6 @@ class EtcdStore:
         return StoreUnavailable(message)
 
 
-class EtcdWatch:
-    """The async iterator ``EtcdStore.watch`` returns: a task reads the etcd watch stream
-    (from the first iteration on) into a buffer that the consumer drains."""
-
-    def __init__(self, store: EtcdStore, prefix: str, after_revision: int) -> None:
-        self.prefix = prefix
-        self._store = store
-        self._cursor = after_revision  # every event up to here was delivered or is buffered
-        self._buffer: deque[Event] = deque()
-        self._error: StoreError | None = None
-        self._ended = False  # no more events will be added
-        self._finished = False  # the consumer has seen the end
-        self._waiter: asyncio.Future[None] | None = None
-        self._task: asyncio.Task[None] | None = None
-
-    def __aiter__(self) -> EtcdWatch:
-        return self
-
-    async def __anext__(self) -> Event:
-        if self._task is None and not self._ended:
-            self._task = asyncio.create_task(self._run(), name=f"etcd watch {self.prefix!r}")
-        while True:
-            if self._buffer:
-                return self._buffer.popleft()
-            if self._error is not None:
-                error, self._error = self._error, None
-                self._finished = True
-                raise error
-            if self._finished or self._ended:
-                self._finished = True
-                raise StopAsyncIteration
-            waiter = asyncio.get_running_loop().create_future()
-            self._waiter = waiter
-            try:
-                await waiter
-            finally:
-                self._waiter = None
-
-    async def aclose(self) -> None:
-        """Stop watching and end the stream to etcd."""
-        self._end(None, keep_backlog=False)
-        self._finished = True
-        await self._stop()
-
-    # -- the reading task ------------------------------------------------------------------------
-
-    async def _run(self) -> None:
-        pause = RETRY_FIRST
-        while not self._ended:
-            reached = self._cursor
-            try:
-                await self._follow()
-            except grpc.aio.AioRpcError as err:
-                if err.code() in _PERMANENT_FOR_WATCH:
-                    refused = StoreError(f"etcd refused the watch on {self.prefix!r}: {err.details()}")
-                    self._end(refused, keep_backlog=True)
-                    return
-                why = err.details()
-            except (_StreamEnded, asyncio.InvalidStateError) as err:  # the call ended under us
-                why = str(err)
-            except Exception as err:
-                # A bug, not a stream failure: end the watch loudly rather than leave its
-                # consumer waiting for ever.
-                log.exception("watch on %r failed", self.prefix)
-                self._end(StoreError(f"watch on {self.prefix!r} failed: {err!r}"), keep_backlog=True)
-                return
-            if self._ended or self._store._closed:
-                return
-            if self._cursor > reached:
-                pause = RETRY_FIRST  # it made progress: a new failure, not the same one again
-            level = logging.WARNING if pause == RETRY_FIRST else logging.DEBUG
-            log.log(level, "watch on %r broke (%s); resuming after %d", self.prefix, why, self._cursor)
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, RETRY_MAX)
-
-    async def _follow(self) -> None:
-        """Read one watch stream until the watch ends; raises when the stream breaks."""
-        key, end = prefix_range(self.prefix)
-        call = self._store._watch_stub.Watch(metadata=_REQUIRE_LEADER, wait_for_ready=True)
-        try:
-            # From the last delivered revision itself (its events are dropped below), not the
-            # one after: etcd then refuses exactly the starts the contract calls compacted, and
-            # every event it sends has its previous value still readable.
-            await call.write(_watch_request(key, end, max(self._cursor, 1)))
-            while not self._ended:
-                response = await call.read()
-                if response is grpc.aio.EOF:
-                    raise _StreamEnded("etcd ended the stream")
-                self._receive(response)
-        finally:
-            call.cancel()
-
-    def _receive(self, response: Any) -> None:
-        if response.compact_revision:
-            self._end(Compacted(self._cursor, int(response.compact_revision)), keep_backlog=True)
-            return
-        if response.canceled:
-            reason = response.cancel_reason or "no reason given"
-            self._end(StoreError(f"etcd cancelled the watch on {self.prefix!r}: {reason}"), keep_backlog=True)
-            return
-        events: builtins.list[Event] = []
-        for raw in response.events:
-            if raw.kv.mod_revision <= self._cursor:
-                continue
-            event = _event(raw)
-            if event is None:
-                # Compaction overtook this watch: the value this event replaced is gone.
-                self._deliver(events)
-                self._end(Compacted(self._cursor, int(raw.kv.mod_revision)), keep_backlog=True)
-                return
-            events.append(event)
-        self._deliver(events)
-
-    def _deliver(self, events: builtins.list[Event]) -> None:
-        if not events or self._ended:
-            return
-        self._cursor = events[-1].revision
-        self._buffer.extend(events)
-        if len(self._buffer) > self._store.max_backlog:
-            message = (
-                f"watch on {self.prefix!r} fell more than {self._store.max_backlog} events behind "
-                "and was dropped; list again and watch from the list's revision"
-            )
-            self._end(StoreClosed(message), keep_backlog=False)
-        else:
-            self._wake()
-
-    # -- ending ----------------------------------------------------------------------------------
-
-    def _end(self, error: StoreError | None, keep_backlog: bool) -> None:
-        """End the watch: no more events; the consumer gets the buffer (if kept), then
-        ``error`` (or the end of iteration)."""
-        if self._ended:
-            return
-        self._ended = True
-        self._error = error
-        if not keep_backlog:
-            self._buffer.clear()
-        self._store._watches.discard(self)
-        self._wake()
-
-    async def _stop(self) -> None:
-        """Cancel and await the reading task (from outside it)."""
-        task, self._task = self._task, None
-        if task is not None and task is not asyncio.current_task():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-
-class _StreamEnded(Exception):
-    """The watch stream ended without an error status; it is opened again."""
-
-
 # -- endpoints -------------------------------------------------------------------------------------
 
 
@@ -571,52 +411,3 @@ async def channel_target(endpoints: builtins.list[tuple[str, int]]) -> str:
     # Mixed families: IPv4 addresses as IPv4-mapped IPv6 ones, since a target has one scheme.
     mapped = (ipaddress.IPv6Address(f"::ffff:{ip}") if ip.version == 4 else ip for ip, _ in addresses)
     return "ipv6:" + ",".join(f"[{ip}]:{port}" for ip, (_, port) in zip(mapped, addresses, strict=True))
-
-
-# -- conversions -----------------------------------------------------------------------------------
-
-
-def _encode(key: str) -> bytes:
-    return key.encode("utf-8", "surrogateescape")
-
-
-def _decode(key: bytes) -> str:
-    return key.decode("utf-8", "surrogateescape")
-
-
-def prefix_range(prefix: str) -> tuple[bytes, bytes]:
-    """etcd's ``[key, range_end)`` for every key that starts with ``prefix``."""
-    start = _encode(prefix)
-    if not start:
-        return b"\0", b"\0"  # etcd: from the smallest key to the end
-    stem = start.rstrip(b"\xff")
-    if not stem:
-        return start, b"\0"
-    return start, stem[:-1] + bytes([stem[-1] + 1])
-
-
-def _key_value(kv: Any) -> KeyValue:
-    return KeyValue(_decode(kv.key), bytes(kv.value), int(kv.create_revision), int(kv.mod_revision))
-
-
-def _event(raw: Any) -> Event | None:
-    """The store event for an etcd event, or None if its previous value was compacted away
-    (an update or delete whose ``prev`` would be missing, which would read as a create)."""
-    prev = _key_value(raw.prev_kv) if raw.HasField("prev_kv") else None
-    if raw.type == rpc.Event.DELETE:
-        if prev is None:
-            return None
-        last = KeyValue(prev.key, prev.value, prev.create_revision, int(raw.kv.mod_revision))
-        return Event(EventType.DELETE, last, prev)
-    if prev is None and raw.kv.version > 1:
-        return None
-    return Event(EventType.PUT, _key_value(raw.kv), prev)
-
-
-def _compare(key: bytes, target: Any, result: Any, **value: int) -> Any:
-    return rpc.Compare(key=key, target=target, result=result, **value)
-
-
-def _watch_request(key: bytes, end: bytes, start_revision: int) -> Any:
-    create = rpc.WatchCreateRequest(key=key, range_end=end, start_revision=start_revision, prev_kv=True)
-    return rpc.WatchRequest(create_request=create)

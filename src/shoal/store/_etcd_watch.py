@@ -1,0 +1,188 @@
+"""Watches on the etcd backend (``store.etcd``): one etcd watch stream each, resumed from the
+last delivered revision when it breaks, as etcd's own Go client does."""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+import logging
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+import grpc
+
+from shoal.store._etcd_wire import (
+    PERMANENT_FOR_WATCH,
+    REQUIRE_LEADER,
+    RETRY_FIRST,
+    RETRY_MAX,
+    event_of,
+    prefix_range,
+    watch_request,
+)
+from shoal.store._interface import Compacted, Event, StoreClosed, StoreError
+
+if TYPE_CHECKING:
+    from shoal.store.etcd import EtcdStore
+
+log = logging.getLogger(__name__)
+
+
+class EtcdWatch:
+    """The async iterator ``EtcdStore.watch`` returns: a task reads the etcd watch stream
+    (from the first iteration on) into a buffer that the consumer drains."""
+
+    def __init__(self, store: EtcdStore, prefix: str, after_revision: int) -> None:
+        self.prefix = prefix
+        self._store = store
+        self._cursor = after_revision  # every event up to here was delivered or is buffered
+        self._buffer: deque[Event] = deque()
+        self._error: StoreError | None = None
+        self._ended = False  # no more events will be added
+        self._finished = False  # the consumer has seen the end
+        self._waiter: asyncio.Future[None] | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def __aiter__(self) -> EtcdWatch:
+        return self
+
+    async def __anext__(self) -> Event:
+        if self._task is None and not self._ended:
+            self._task = asyncio.create_task(self._run(), name=f"etcd watch {self.prefix!r}")
+        while True:
+            if self._buffer:
+                return self._buffer.popleft()
+            if self._error is not None:
+                error, self._error = self._error, None
+                self._finished = True
+                raise error
+            if self._finished or self._ended:
+                self._finished = True
+                raise StopAsyncIteration
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiter = waiter
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+
+    async def aclose(self) -> None:
+        """Stop watching and end the stream to etcd."""
+        self._end(None, keep_backlog=False)
+        self._finished = True
+        await self._stop()
+
+    # -- the reading task ------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        pause = RETRY_FIRST
+        while not self._ended:
+            reached = self._cursor
+            try:
+                await self._follow()
+            except grpc.aio.AioRpcError as err:
+                if err.code() in PERMANENT_FOR_WATCH:
+                    refused = StoreError(f"etcd refused the watch on {self.prefix!r}: {err.details()}")
+                    self._end(refused, keep_backlog=True)
+                    return
+                why = err.details()
+            except (_StreamEnded, asyncio.InvalidStateError) as err:  # the call ended under us
+                why = str(err)
+            except Exception as err:
+                # A bug, not a stream failure: end the watch loudly rather than leave its
+                # consumer waiting for ever.
+                log.exception("watch on %r failed", self.prefix)
+                self._end(StoreError(f"watch on {self.prefix!r} failed: {err!r}"), keep_backlog=True)
+                return
+            if self._ended or self._store._closed:
+                return
+            if self._cursor > reached:
+                pause = RETRY_FIRST  # it made progress: a new failure, not the same one again
+            level = logging.WARNING if pause == RETRY_FIRST else logging.DEBUG
+            log.log(level, "watch on %r broke (%s); resuming after %d", self.prefix, why, self._cursor)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, RETRY_MAX)
+
+    async def _follow(self) -> None:
+        """Read one watch stream until the watch ends; raises when the stream breaks."""
+        key, end = prefix_range(self.prefix)
+        call = self._store._watch_stub.Watch(metadata=REQUIRE_LEADER, wait_for_ready=True)
+        try:
+            # From the last delivered revision itself (its events are dropped below), not the
+            # one after: etcd then refuses exactly the starts the contract calls compacted, and
+            # every event it sends has its previous value still readable.
+            await call.write(watch_request(key, end, max(self._cursor, 1)))
+            while not self._ended:
+                response = await call.read()
+                if response is grpc.aio.EOF:
+                    raise _StreamEnded("etcd ended the stream")
+                self._receive(response)
+        finally:
+            call.cancel()
+
+    def _receive(self, response: Any) -> None:
+        if response.compact_revision:
+            self._end(Compacted(self._cursor, int(response.compact_revision)), keep_backlog=True)
+            return
+        if response.canceled:
+            reason = response.cancel_reason or "no reason given"
+            self._end(StoreError(f"etcd cancelled the watch on {self.prefix!r}: {reason}"), keep_backlog=True)
+            return
+        events: builtins.list[Event] = []
+        for raw in response.events:
+            if raw.kv.mod_revision <= self._cursor:
+                continue
+            event = event_of(raw)
+            if event is None:
+                # Compaction overtook this watch: the value this event replaced is gone.
+                self._deliver(events)
+                self._end(Compacted(self._cursor, int(raw.kv.mod_revision)), keep_backlog=True)
+                return
+            events.append(event)
+        self._deliver(events)
+
+    def _deliver(self, events: builtins.list[Event]) -> None:
+        if not events or self._ended:
+            return
+        self._cursor = events[-1].revision
+        self._buffer.extend(events)
+        if len(self._buffer) > self._store.max_backlog:
+            message = (
+                f"watch on {self.prefix!r} fell more than {self._store.max_backlog} events behind "
+                "and was dropped; list again and watch from the list's revision"
+            )
+            self._end(StoreClosed(message), keep_backlog=False)
+        else:
+            self._wake()
+
+    # -- ending ----------------------------------------------------------------------------------
+
+    def _end(self, error: StoreError | None, keep_backlog: bool) -> None:
+        """End the watch: no more events; the consumer gets the buffer (if kept), then
+        ``error`` (or the end of iteration)."""
+        if self._ended:
+            return
+        self._ended = True
+        self._error = error
+        if not keep_backlog:
+            self._buffer.clear()
+        self._store._watches.discard(self)
+        self._wake()
+
+    async def _stop(self) -> None:
+        """Cancel and await the reading task (from outside it)."""
+        task, self._task = self._task, None
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+
+class _StreamEnded(Exception):
+    """The watch stream ended without an error status; it is opened again."""
