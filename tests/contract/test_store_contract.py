@@ -61,7 +61,7 @@ async def _open_backend(
         path = str(tmp_path / "state.db")
         return await SqliteStore.open(path, ring_size=ring_size, max_backlog=max_backlog)
     if backend == "etcd":
-        return await EtcdStore.open(etcd().endpoints, max_backlog=max_backlog)
+        return await EtcdStore.open(etcd().endpoints, max_backlog=max_backlog, ring_size=ring_size)
     raise AssertionError(backend)
 
 

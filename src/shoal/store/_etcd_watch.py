@@ -1,5 +1,9 @@
-"""Watches on the etcd backend (``store.etcd``): one etcd watch stream each, resumed from the
-last delivered revision when it breaks, as etcd's own Go client does."""
+"""Watches on the etcd backend (``store.etcd``).
+
+``WatchCache`` serves most of them: one etcd watch stream over every key, its events fanned out
+in this process. ``EtcdWatch`` is one etcd watch stream, resumed from the last delivered
+revision when it breaks (as etcd's own Go client does): the cache's feed, and the watches that
+start before the cache's ring of recent events."""
 
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ from shoal.store._etcd_wire import (
     watch_request,
 )
 from shoal.store._interface import Compacted, Event, StoreClosed, StoreError
+from shoal.store._watch import Watch, WatchHub
 
 if TYPE_CHECKING:
     from shoal.store.etcd import EtcdStore
@@ -43,6 +48,7 @@ class EtcdWatch:
         self._finished = False  # the consumer has seen the end
         self._waiter: asyncio.Future[None] | None = None
         self._task: asyncio.Task[None] | None = None
+        self.established = asyncio.Event()  # etcd has created the watch (the first stream)
 
     def __aiter__(self) -> EtcdWatch:
         return self
@@ -122,6 +128,8 @@ class EtcdWatch:
             call.cancel()
 
     def _receive(self, response: Any) -> None:
+        if response.created:
+            self.established.set()
         if response.compact_revision:
             self._end(Compacted(self._cursor, int(response.compact_revision)), keep_backlog=True)
             return
@@ -186,3 +194,115 @@ class EtcdWatch:
 
 class _StreamEnded(Exception):
     """The watch stream ended without an error status; it is opened again."""
+
+
+class _OutOfRing(StoreError):
+    """A watch starts before the cache's ring: it needs etcd's history, a stream of its own."""
+
+
+class WatchCache:
+    """One etcd watch over every key, fanned out in this process (``_watch.WatchHub``), as
+    kube-apiserver's watch cache does: a hundred watchers of one kind cost etcd one stream and
+    this process one decode per event, not a hundred. A watch that starts before the ring
+    (the most recent events) gets a stream of its own from etcd's history (``EtcdWatch``).
+
+    When the feed fails for good (a compaction overtook it), every watcher of the cache ends
+    with StoreClosed, so its client lists again, and the cache starts over from the present.
+    """
+
+    def __init__(self, store: EtcdStore, head: int, *, ring_size: int) -> None:
+        self._store = store
+        self._ring_size = ring_size
+        self.hub = self._new_hub(head)
+        self._task: asyncio.Task[None] | None = None
+        self._advanced = asyncio.Event()  # set whenever the feed publishes
+
+    def _new_hub(self, head: int) -> WatchHub:
+        return WatchHub(
+            self._out_of_ring, head, ring_size=self._ring_size, max_backlog=self._store.max_backlog
+        )
+
+    @staticmethod
+    def _out_of_ring(prefix: str, after: int, _upto: int, _limit: int) -> tuple[list[Event], int]:
+        raise _OutOfRing(f"watch on {prefix!r} from revision {after} starts before the cache")
+
+    async def start(self, within: float) -> None:
+        """Start feeding; return once etcd has created the feed's watch (or after ``within``
+        seconds): until then, a compaction could overtake the feed's start, and its watchers
+        would have to list again."""
+        feed = EtcdWatch(self._store, "", self.hub.head)
+        self._task = asyncio.create_task(self._feed(feed), name="etcd watch cache")
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(within):
+                await feed.established.wait()
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self.hub.close()
+
+    async def caught_up(self, revision: int, within: float) -> None:
+        """Wait (``within`` seconds at most) until the feed has every event before ``revision``:
+        compacting there then cannot overtake it (etcd cancels a watch whose next revision is
+        compacted, and the cache would have to start over)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(within):
+                while self.hub.head < revision - 1 and self._task is not None:
+                    self._advanced.clear()
+                    await self._advanced.wait()
+
+    def watch(self, prefix: str, after_revision: int) -> CachedWatch:
+        return CachedWatch(self._store, self.hub.watch(prefix, after_revision), prefix, after_revision)
+
+    async def _feed(self, feed: EtcdWatch) -> None:
+        while True:
+            try:
+                async for event in feed:
+                    self.hub.publish((event,))
+                    self._advanced.set()
+            except StoreError as err:
+                log.warning("the etcd watch cache starts over: %s", err)
+            finally:
+                await feed.aclose()
+            if self._store._closed:
+                return
+            # Its watchers list again (StoreClosed is a 410 for them); new ones join the new hub.
+            self.hub.close()
+            self.hub = self._new_hub(await self._present())
+            feed = EtcdWatch(self._store, "", self.hub.head)
+
+    async def _present(self) -> int:
+        pause = RETRY_FIRST
+        while True:
+            try:
+                return await self._store.current_revision()
+            except StoreError:
+                await asyncio.sleep(pause)  # the store is unavailable: try again, more slowly
+                pause = min(pause * 2, RETRY_MAX)
+
+
+class CachedWatch:
+    """A watch served by the cache, or, when it starts before the ring, by a stream of its own."""
+
+    def __init__(self, store: EtcdStore, inner: Watch, prefix: str, after_revision: int) -> None:
+        self.prefix = prefix
+        self._store = store
+        self._inner: Watch | EtcdWatch = inner
+        self._after = after_revision
+
+    def __aiter__(self) -> CachedWatch:
+        return self
+
+    async def __anext__(self) -> Event:
+        try:
+            return await self._inner.__anext__()
+        except _OutOfRing:
+            # Only a watch's first step can be out of the ring: nothing was delivered yet.
+            self._inner = self._store.stream_watch(self.prefix, self._after)
+            return await self._inner.__anext__()
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()

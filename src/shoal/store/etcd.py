@@ -19,10 +19,11 @@ a write only where etcd refused it before proposing it (no leader, too many requ
 whose fate is unknown (its member died, the deadline passed) may still be applied, so it is
 reported, not repeated.
 
-Watches. One gRPC watch stream per watch, read by a task the watch owns into a bounded buffer
-(the same backlog limit as the other backends). When the stream breaks while the store is
-open (its member died, lost the quorum), the task opens another one from the last revision it
-delivered, as etcd's own Go client does; the consumer sees neither a gap nor a repeat.
+Watches. One etcd watch stream over every key feeds a ring of recent events and the watchers
+of this process (``_etcd_watch.WatchCache``, like kube-apiserver's watch cache); a watch that
+starts before the ring gets a stream of its own. A stream that breaks while the store is open
+(its member died, lost the quorum) is opened again from the last revision it delivered, as
+etcd's own Go client does; the consumer sees neither a gap nor a repeat.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from typing import Any
 import grpc
 from aetcd import rpc
 
-from shoal.store._etcd_watch import EtcdWatch
+from shoal.store._etcd_watch import CachedWatch, EtcdWatch, WatchCache
 from shoal.store._etcd_wire import (
     REQUIRE_LEADER,
     RETRY_FIRST,
@@ -62,7 +63,7 @@ from shoal.store._interface import (
     StoreUnavailable,
 )
 from shoal.store._rules import check_precondition
-from shoal.store._watch import DEFAULT_MAX_BACKLOG
+from shoal.store._watch import DEFAULT_MAX_BACKLOG, DEFAULT_RING_SIZE
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +119,7 @@ class EtcdStore:
         self._watch_stub = rpc.WatchStub(channel)
         self._closed = False
         self._watches: set[EtcdWatch] = set()
+        self._cache: WatchCache | None = None
 
     @classmethod
     async def open(
@@ -126,6 +128,7 @@ class EtcdStore:
         *,
         request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
         max_backlog: int = DEFAULT_MAX_BACKLOG,
+        ring_size: int = DEFAULT_RING_SIZE,
     ) -> EtcdStore:
         """Connect to the etcd members ``endpoints`` (``host:port,host:port``) and check that
         the cluster answers, so that a wrong address fails here, with its reason.
@@ -142,10 +145,13 @@ class EtcdStore:
         channel = grpc.aio.insecure_channel(target, options=_CHANNEL_OPTIONS)
         store = cls(endpoints, channel, request_timeout=request_timeout, max_backlog=max_backlog)
         try:
-            await store.current_revision()
+            head = await store.current_revision()
         except BaseException:
             await store.close()
             raise
+        if ring_size > 0:
+            store._cache = WatchCache(store, head, ring_size=ring_size)
+            await store._cache.start(request_timeout)
         return store
 
     # -- reads ---------------------------------------------------------------------------------
@@ -267,9 +273,13 @@ class EtcdStore:
         if revision <= 1:
             return  # nothing precedes etcd's revision 1, the empty store
         request = rpc.CompactionRequest(revision=revision)
+        if self._cache is not None:
+            await self._cache.caught_up(revision, self.request_timeout)
         try:
             # Compacting twice to one revision changes nothing, so a retry is safe.
             await self._call(self._kv.Compact, request, idempotent=True)
+            if self._cache is not None:  # its ring must refuse what etcd now refuses
+                self._cache.hub.compacted = max(self._cache.hub.compacted, revision)
         except _Refused as err:
             if _COMPACTED in err.detail:
                 return  # at or below the compaction point already: nothing to do
@@ -282,7 +292,13 @@ class EtcdStore:
 
     # -- watch and close -----------------------------------------------------------------------
 
-    def watch(self, prefix: str, after_revision: int) -> EtcdWatch:
+    def watch(self, prefix: str, after_revision: int) -> CachedWatch | EtcdWatch:
+        if self._cache is not None and not self._closed:
+            return self._cache.watch(prefix, after_revision)
+        return self.stream_watch(prefix, after_revision)
+
+    def stream_watch(self, prefix: str, after_revision: int) -> EtcdWatch:
+        """A watch on an etcd stream of its own (``watch`` uses the cache where it can)."""
         watch = EtcdWatch(self, prefix, after_revision)
         if self._closed:
             watch._end(StoreClosed("the store was closed"), keep_backlog=False)
@@ -294,6 +310,8 @@ class EtcdStore:
         if self._closed:
             return
         self._closed = True
+        if self._cache is not None:
+            await self._cache.stop()
         watches = list(self._watches)
         for watch in watches:
             watch._end(StoreClosed("the store was closed"), keep_backlog=True)
