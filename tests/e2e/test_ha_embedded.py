@@ -145,6 +145,11 @@ def test_each_manager_adds_a_member_and_two_keep_the_quorum(managers: Managers) 
     # Started again on its data dir, the manager restarts its member, which catches up.
     victim.start(["init"])
     assert victim.member_processes()
+    # It now reaches the store through every member, not only those known when it joined.
+    remembered = json.loads((victim.data_dir / "etcd-member.json").read_text())["store_url"]
+    assert sorted(remembered.removeprefix("etcd://").split(",")) == sorted(
+        f"127.0.0.1:{m.client_port}" for m in managers.all.values()
+    )
     health = managers.etcdctl("endpoint", "health")
     assert all(h["health"] for h in health), health
     with victim.http() as http:

@@ -242,13 +242,15 @@ def init(
         store_url = member.store_url
 
     async def body() -> None:
+        url = store_url
         async with contextlib.AsyncExitStack() as stack:
             if member is not None:
                 await stack.enter_async_context(etcd_member.running(member, data_dir))
+                url = (await etcd_member.refreshed(member, data_dir)).store_url
             await run_manager(
                 data_dir,
                 listen,
-                store_url,
+                url,
                 agent=agent,
                 on_ready=on_ready,
                 node_cert_lifetime=cert_expiry,
@@ -411,7 +413,7 @@ async def _add_member(
     member = etcd_member.MemberConfig.load(data_dir)
     if member is not None and (data_dir / etcd_member.DATA_DIR).exists():
         await stack.enter_async_context(etcd_member.running(member, data_dir))  # a restart
-        return member.store_url
+        return (await etcd_member.refreshed(member, data_dir)).store_url
     member = etcd_member.MemberConfig(name, address, *ports)
     initial, store_url = await etcd_member.add_to_cluster(member, cluster_store)
     member = dataclasses.replace(member, store_url=store_url)

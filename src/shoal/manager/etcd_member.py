@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -144,6 +145,29 @@ async def add_to_cluster(
         initial.append(",".join(f"{member.name}={url}" for url in member.peer_urls))
         endpoints.extend(url.removeprefix("http://") for url in member.client_urls)
     return ",".join(initial), "etcd://" + ",".join(endpoints)
+
+
+async def refreshed(config: MemberConfig, data_dir: Path, *, request_seconds: int = 5) -> MemberConfig:
+    """``config`` with a store URL naming every member the cluster has now (saved when it
+    changed), so that this manager reaches the store through the others should its own member
+    fail; ``config`` unchanged when the member list cannot be read."""
+    import aetcd
+
+    client = aetcd.Client(host=config.host, port=config.client_port, timeout=request_seconds)
+    try:
+        members = [m async for m in client.members()]
+    except aetcd.exceptions.ClientError as err:
+        log.warning("cannot list the etcd members (%s); keeping %s", err, config.store_url)
+        return config
+    finally:
+        await client.close()
+    others = {url.removeprefix("http://") for m in members for url in m.client_urls} - {config.endpoint}
+    store_url = "etcd://" + ",".join([config.endpoint, *sorted(others)])
+    if store_url == config.store_url:
+        return config
+    updated = dataclasses.replace(config, store_url=store_url)
+    updated.save(data_dir)
+    return updated
 
 
 @contextlib.asynccontextmanager
