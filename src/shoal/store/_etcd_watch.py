@@ -25,8 +25,8 @@ from shoal.store._etcd_wire import (
     prefix_range,
     watch_request,
 )
-from shoal.store._interface import Compacted, Event, StoreClosed, StoreError
-from shoal.store._watch import Watch, WatchHub
+from shoal.store._interface import Compacted, Event, StoreError
+from shoal.store._watch import Waking, Watch, WatchHub, fell_behind
 
 if TYPE_CHECKING:
     from shoal.store.etcd import EtcdStore
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class EtcdWatch:
+class EtcdWatch(Waking):
     """The async iterator ``EtcdStore.watch`` returns: a task reads the etcd watch stream
     (from the first iteration on) into a buffer that the consumer drains."""
 
@@ -46,7 +46,6 @@ class EtcdWatch:
         self._error: StoreError | None = None
         self._ended = False  # no more events will be added
         self._finished = False  # the consumer has seen the end
-        self._waiter: asyncio.Future[None] | None = None
         self._task: asyncio.Task[None] | None = None
         self.established = asyncio.Event()  # etcd has created the watch (the first stream)
 
@@ -66,12 +65,7 @@ class EtcdWatch:
             if self._finished or self._ended:
                 self._finished = True
                 raise StopAsyncIteration
-            waiter = asyncio.get_running_loop().create_future()
-            self._waiter = waiter
-            try:
-                await waiter
-            finally:
-                self._waiter = None
+            await self._wait()
 
     async def aclose(self) -> None:
         """Stop watching and end the stream to etcd."""
@@ -156,11 +150,7 @@ class EtcdWatch:
         self._cursor = events[-1].revision
         self._buffer.extend(events)
         if len(self._buffer) > self._store.max_backlog:
-            message = (
-                f"watch on {self.prefix!r} fell more than {self._store.max_backlog} events behind "
-                "and was dropped; list again and watch from the list's revision"
-            )
-            self._end(StoreClosed(message), keep_backlog=False)
+            self._end(fell_behind(self.prefix, self._store.max_backlog), keep_backlog=False)
         else:
             self._wake()
 
@@ -185,11 +175,6 @@ class EtcdWatch:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
 
 
 class _StreamEnded(Exception):

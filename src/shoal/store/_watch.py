@@ -107,7 +107,34 @@ class WatchHub:
             group.discard(watcher)
 
 
-class Watch:
+def fell_behind(prefix: str, limit: int) -> StoreClosed:
+    """What ends a watcher whose backlog passed ``limit``: its client lists again."""
+    return StoreClosed(
+        f"watch on {prefix!r} fell more than {limit} events behind and was dropped; list again "
+        "and watch from the list's revision"
+    )
+
+
+class Waking:
+    """A consumer that waits for events (``_wait``) and a producer that wakes it (``_wake``)."""
+
+    _waiter: asyncio.Future[None] | None = None
+
+    async def _wait(self) -> None:
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiter = waiter
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+
+class Watch(Waking):
     """The async iterator returned by ``Store.watch``: history first, then live events."""
 
     def __init__(self, hub: WatchHub, prefix: str, after_revision: int) -> None:
@@ -118,7 +145,6 @@ class Watch:
         self._live = False
         self._error: StoreError | None = None
         self._finished = False
-        self._waiter: asyncio.Future[None] | None = None
 
     def __aiter__(self) -> Watch:
         return self
@@ -138,12 +164,7 @@ class Watch:
                 if not self._buffer and not self._live and self._error is None:
                     await asyncio.sleep(0)  # a history page without matches: let others run
                 continue
-            waiter = asyncio.get_running_loop().create_future()
-            self._waiter = waiter
-            try:
-                await waiter
-            finally:
-                self._waiter = None
+            await self._wait()
 
     async def aclose(self) -> None:
         """Stop watching; needed only when the consumer stops early (``break``), and even
@@ -166,11 +187,7 @@ class Watch:
                 return
         self._buffer.extend(events)
         if len(self._buffer) > self._hub.max_backlog:
-            message = (
-                f"watch on {self.prefix!r} fell more than {self._hub.max_backlog} events behind "
-                "and was dropped; list again and watch from the list's revision"
-            )
-            self._end(StoreClosed(message), keep_backlog=False)
+            self._end(fell_behind(self.prefix, self._hub.max_backlog), keep_backlog=False)
         else:
             self._wake()
 
@@ -183,8 +200,3 @@ class Watch:
         if not keep_backlog:
             self._buffer.clear()
         self._wake()
-
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
