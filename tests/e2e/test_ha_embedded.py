@@ -9,7 +9,6 @@ import re
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,23 +17,18 @@ import pytest
 from shoal.client.kubeconfig import read as read_kubeconfig
 from shoal.security.tls import client_context_from_pem
 from tests.conftest import SHOAL
+from tests.e2e import test_ha
 from tests.e2e.test_cluster import free_port
 from tests.etcd_cluster import require_etcd
 from tests.helpers import LineReader, processes_with, wait_until
 
 
 @dataclass
-class Manager:
-    name: str
-    data_dir: Path
-    listen: str
-    client_port: int
-    peer_port: int
-    process: subprocess.Popen[str] | None = None
+class Manager(test_ha.Manager):
+    """A manager with its etcd member's ports."""
 
-    @property
-    def url(self) -> str:
-        return f"https://{self.listen}"
+    client_port: int = 0
+    peer_port: int = 0
 
     def start(self, command: list[str]) -> None:
         argv = [SHOAL, *command, "--data-dir", str(self.data_dir), "--listen", self.listen]
@@ -81,7 +75,8 @@ def managers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Managers]:
     found = Managers()
     for index in (1, 2, 3):
         name = f"manager-{index}"
-        found.all[name] = Manager(name, root / name, f"127.0.0.1:{free_port()}", free_port(), free_port())
+        listen = f"127.0.0.1:{free_port()}"
+        found.all[name] = Manager(name, root / name, listen, client_port=free_port(), peer_port=free_port())
     try:
         first = found.all["manager-1"]
         first.start(["init", "--ha"])
