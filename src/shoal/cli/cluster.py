@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import datetime as dt
 import logging
 import socket
@@ -20,7 +19,6 @@ from shoal.client.kubeconfig import DEFAULT_DATA_DIR
 
 if TYPE_CHECKING:
     from shoal.agent.config import AgentConfig
-    from shoal.manager.etcd_member import MemberConfig as EtcdMember
 
 DATA_DIR = click.option(
     "--data-dir",
@@ -234,19 +232,23 @@ def init(
         click.echo(f"shoal manager ready at {url}; kubeconfig: {data_dir / 'kubeconfig'}")
         click.echo(f"to add a worker, run on it:\n    shoal join {url} --token {token}")
 
-    member = None
-    if ha or etcd_member.MemberConfig.load(data_dir) is not None:
+    try:
+        member = etcd_member.MemberConfig.load(data_dir)  # a manager that ran one before keeps it
+    except etcd_member.MemberError as err:
+        raise click.ClickException(str(err)) from None
+    if ha or member is not None:
         if store_url:
             raise click.UsageError("--ha keeps the state in its own etcd member: leave --store out")
-        member = _member(data_dir, name, address, etcd_client_port, etcd_peer_port)
-        store_url = member.store_url
+        if member is None:
+            data_dir.mkdir(parents=True, exist_ok=True)
+            member = etcd_member.MemberConfig.new(name, address, etcd_client_port, etcd_peer_port)
+            member.save(data_dir)
 
     async def body() -> None:
         url = store_url
         async with contextlib.AsyncExitStack() as stack:
             if member is not None:
-                await stack.enter_async_context(etcd_member.running(member, data_dir))
-                url = (await etcd_member.refreshed(member, data_dir)).store_url
+                url = (await stack.enter_async_context(etcd_member.running(member, data_dir))).store_url
             await run_manager(
                 data_dir,
                 listen,
@@ -260,22 +262,6 @@ def init(
 
     with suppress(Interrupted):
         run(body())
-
-
-def _member(data_dir: Path, name: str, address: str, client_port: int, peer_port: int) -> EtcdMember:
-    """The etcd member this manager runs: the one it ran before, or a new one (saved)."""
-    from shoal.manager import etcd_member
-
-    try:
-        member = etcd_member.MemberConfig.load(data_dir)
-    except etcd_member.MemberError as err:
-        raise click.ClickException(str(err)) from None
-    if member is None:
-        data_dir.mkdir(parents=True, exist_ok=True)
-        member = etcd_member.MemberConfig(name, address, client_port, peer_port)
-        member = dataclasses.replace(member, store_url=f"etcd://{member.endpoint}")
-        member.save(data_dir)
-    return member
 
 
 @click.command()
@@ -411,14 +397,13 @@ async def _add_member(
     from shoal.manager import etcd_member
 
     member = etcd_member.MemberConfig.load(data_dir)
-    if member is not None and (data_dir / etcd_member.DATA_DIR).exists():
-        await stack.enter_async_context(etcd_member.running(member, data_dir))  # a restart
-        return (await etcd_member.refreshed(member, data_dir)).store_url
-    member = etcd_member.MemberConfig(name, address, *ports)
-    initial, store_url = await etcd_member.add_to_cluster(member, cluster_store)
-    member = dataclasses.replace(member, store_url=store_url)
+    if member is not None and (data_dir / etcd_member.DATA_DIR).exists():  # a restart
+        started = await stack.enter_async_context(etcd_member.running(member, data_dir))
+        return started.store_url
+    member = etcd_member.MemberConfig.new(name, address, *ports)
+    initial = await etcd_member.add_to_cluster(member, cluster_store)
     member.save(data_dir)
-    await stack.enter_async_context(
+    started = await stack.enter_async_context(
         etcd_member.running(member, data_dir, initial_cluster=initial, state="existing")
     )
-    return store_url
+    return started.store_url

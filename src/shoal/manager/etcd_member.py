@@ -23,7 +23,6 @@ import contextlib
 import dataclasses
 import json
 import logging
-import os
 import shutil
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass
@@ -31,7 +30,7 @@ from pathlib import Path
 
 import httpx
 
-from shoal.security import bundle
+from shoal.security import bundle, pki
 from shoal.server.run import ConfigError
 
 log = logging.getLogger(__name__)
@@ -67,11 +66,13 @@ class MemberConfig:
     def endpoint(self) -> str:
         return f"{self.host}:{self.client_port}"
 
+    @classmethod
+    def new(cls, name: str, host: str, client_port: int, peer_port: int) -> MemberConfig:
+        """A member not started yet: until it knows the others, it reaches the store through itself."""
+        return cls(name, host, client_port, peer_port, store_url=f"etcd://{host}:{client_port}")
+
     def save(self, data_dir: Path) -> None:
-        path = data_dir / CONFIG_FILE
-        temporary = path.with_name(CONFIG_FILE + ".tmp")
-        temporary.write_text(json.dumps(asdict(self), indent=2))
-        os.replace(temporary, path)
+        pki.write_atomic(data_dir / CONFIG_FILE, json.dumps(asdict(self), indent=2).encode())
 
     @classmethod
     def load(cls, data_dir: Path) -> MemberConfig | None:
@@ -104,12 +105,10 @@ def _die_with_parent() -> list[str]:
     return [setpriv, "--pdeathsig", "TERM"]
 
 
-async def add_to_cluster(
-    config: MemberConfig, store_url: str, *, request_seconds: int = 10
-) -> tuple[str, str]:
+async def add_to_cluster(config: MemberConfig, store_url: str, *, request_seconds: int = 10) -> str:
     """Register ``config`` with the etcd cluster behind ``store_url`` (MemberAdd; once: a member
     already registered with this peer address is taken as this one, from an earlier attempt).
-    Returns the initial-cluster string for the new member and the store URL of every member."""
+    Returns the initial-cluster string the new member starts with."""
     import aetcd  # the client loads only for managers that run a member
 
     host, _, port = store_url.removeprefix("etcd://").split(",")[0].rpartition(":")
@@ -131,11 +130,10 @@ async def add_to_cluster(
                 await asyncio.sleep(1.0)  # etcd's own health window is seconds long
     finally:
         await client.close()
-    initial, endpoints = [], []
+    initial = []
     for member in members:
         if config.peer_url in member.peer_urls:
             initial.append(f"{config.name}={config.peer_url}")
-            endpoints.append(config.endpoint)
             continue
         if not member.name:
             raise MemberError(
@@ -143,11 +141,10 @@ async def add_to_cluster(
                 "with `etcdctl member remove`) before adding another"
             )
         initial.append(",".join(f"{member.name}={url}" for url in member.peer_urls))
-        endpoints.extend(url.removeprefix("http://") for url in member.client_urls)
-    return ",".join(initial), "etcd://" + ",".join(endpoints)
+    return ",".join(initial)
 
 
-async def refreshed(config: MemberConfig, data_dir: Path, *, request_seconds: int = 5) -> MemberConfig:
+async def _refreshed(config: MemberConfig, data_dir: Path, *, request_seconds: int = 5) -> MemberConfig:
     """``config`` with a store URL naming every member the cluster has now (saved when it
     changed), so that this manager reaches the store through the others should its own member
     fail; ``config`` unchanged when the member list cannot be read."""
@@ -173,10 +170,11 @@ async def refreshed(config: MemberConfig, data_dir: Path, *, request_seconds: in
 @contextlib.asynccontextmanager
 async def running(
     config: MemberConfig, data_dir: Path, *, initial_cluster: str = "", state: str = "new"
-) -> AsyncIterator[asyncio.subprocess.Process]:
+) -> AsyncIterator[MemberConfig]:
     """The member of ``config`` running (its data in ``data_dir/etcd``) while the block runs,
     healthy before the block starts; stopped on the way out. ``initial_cluster`` and ``state``
-    matter only the first time (etcd ignores them once it has data)."""
+    matter only the first time (etcd ignores them once it has data). The block gets ``config``
+    with a store URL naming every member the cluster has now (``_refreshed``)."""
     member_dir = data_dir / DATA_DIR
     argv = [
         *_die_with_parent(),
@@ -204,7 +202,7 @@ async def running(
     try:
         await _until_healthy(config, process, data_dir / LOG_FILE)
         log.info("etcd member %s serving at %s", config.name, config.client_url)
-        yield process
+        yield await _refreshed(config, data_dir)
     finally:
         if process.returncode is None:
             process.terminate()
