@@ -12,11 +12,11 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 from pathlib import Path
 
 from shoal.api.errors import ApiError
 from shoal.client.http import HttpClient
+from shoal.security import pki
 
 log = logging.getLogger(__name__)
 
@@ -33,13 +33,6 @@ def saved(state_dir: Path) -> list[str]:
     return []
 
 
-def _save(state_dir: Path, urls: list[str]) -> None:
-    path = state_dir / FILE_NAME
-    temporary = path.with_name(FILE_NAME + ".tmp")
-    temporary.write_text(json.dumps(urls))
-    os.replace(temporary, path)
-
-
 async def follow(client: HttpClient, state_dir: Path) -> None:
     """Keep ``client``'s fail-over list current until cancelled."""
     known = saved(state_dir)
@@ -54,7 +47,7 @@ async def follow(client: HttpClient, state_dir: Path) -> None:
             ]
             if urls and urls != known:
                 client.use_servers(urls)
-                _save(state_dir, urls)
+                pki.write_atomic(state_dir / FILE_NAME, json.dumps(urls).encode())
                 known = urls
                 log.info("managers: %s", ", ".join(urls))
         await asyncio.sleep(REFRESH_SECONDS)  # a refresh period, not a wait for something

@@ -14,13 +14,13 @@ refuses manager joins, and says how to start one that can.
 from __future__ import annotations
 
 import base64
-import os
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from shoal.api import Object
 from shoal.api.errors import BadRequest, Conflict
+from shoal.security import pki
 from shoal.security.keys import KEY_DIR, PLAIN_FILE, SEALED_FILE
 
 SHARED_SCHEMES = ("etcd",)
@@ -88,10 +88,5 @@ def save(data_dir: Path, bundle: Any, server: str) -> str:
     for name, content in contents.items():
         path = data_dir / name
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        temporary = path.with_name(path.name + ".tmp")
-        mode = 0o600 if name in SECRET_FILES else 0o644
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-        with os.fdopen(fd, "wb") as out:
-            out.write(content)
-        os.replace(temporary, path)
+        pki.write_atomic(path, content, 0o600 if name in SECRET_FILES else 0o644)
     return str(bundle["storeURL"])

@@ -26,7 +26,6 @@ import base64
 import binascii
 import contextlib
 import inspect
-import os
 import secrets
 import sys
 from collections.abc import Awaitable
@@ -41,6 +40,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from shoal.api.errors import BadRequest, NotFound, Unauthorized
+from shoal.security import pki
 
 if TYPE_CHECKING:
     from shoal.store import Store
@@ -134,11 +134,11 @@ class Keyring:
             raise KeyringError(LOCKED_MESSAGE)
         plain = _encode(self.keys, self.write_id)
         if self.sealed is None:
-            _write_atomic(self.directory / PLAIN_FILE, plain)
+            pki.write_atomic(self.directory / PLAIN_FILE, plain, 0o600)
             return
         assert self._operator_key is not None
         self.sealed = _seal(plain, self._operator_key)
-        _write_atomic(self.directory / SEALED_FILE, self.sealed)
+        pki.write_atomic(self.directory / SEALED_FILE, self.sealed, 0o600)
 
 
 def load_or_create(data_dir: Path, *, autolock: bool = False) -> tuple[Keyring, str | None]:
@@ -335,23 +335,6 @@ def _unseal(sealed: bytes, operator_key: bytes) -> tuple[dict[str, bytes], str]:
     except InvalidTag:
         raise WrongUnlockKey("the unlock key is wrong: it does not open this cluster's keys") from None
     return _decode(plain, "the sealed keyring")
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` (mode 0600) so that a crash leaves the old or the new file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 async def until_unlocked(store: Store, stopped: Awaitable[None]) -> bool:
