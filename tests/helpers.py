@@ -115,6 +115,17 @@ def running(pods: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
+def ready(nodes: list[dict[str, Any]]) -> set[str]:
+    """The names of the nodes whose Ready condition is True."""
+    return {
+        n["metadata"]["name"]
+        for n in nodes
+        if any(
+            c["type"] == "Ready" and c["status"] == "True" for c in n.get("status", {}).get("conditions", [])
+        )
+    }
+
+
 def kubectl(
     config: Path, *args: str, stdin: str | None = None, check: bool = True
 ) -> subprocess.CompletedProcess[str]:

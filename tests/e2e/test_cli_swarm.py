@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from tests.conftest import SHOAL
-from tests.helpers import LineReader, kube_http, running, wait_until
+from tests.helpers import LineReader, kube_http, ready, running, wait_until
 
 MARKER = f"shoal-swarm-{uuid.uuid4().hex[:12]}"  # in every workload's argv, to kill leftovers
 SLEEPER = shlex.join([sys.executable, "-c", "import time; time.sleep(3600)", MARKER])
@@ -69,14 +69,7 @@ class Cluster:
         return running(self.pods(service))
 
     def ready_nodes(self) -> set[str]:
-        return {
-            n["metadata"]["name"]
-            for n in self.get("/api/v1/nodes")["items"]
-            if any(
-                c["type"] == "Ready" and c["status"] == "True"
-                for c in n.get("status", {}).get("conditions", [])
-            )
-        }
+        return ready(self.get("/api/v1/nodes")["items"])
 
 
 def workload_pids() -> list[int]:

@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from tests.conftest import SHOAL
-from tests.helpers import LineReader, kube_http, processes_with, running, wait_until
+from tests.helpers import LineReader, kube_http, processes_with, ready, running, wait_until
 
 MARKER = f"shoal-e2e-{uuid.uuid4().hex[:12]}"  # in every workload's argv, to find and clean them up
 NODE_GRACE = 10.0  # the node lifecycle controller's default
@@ -75,12 +75,7 @@ class Cluster:
         self.agents[name] = proc
 
     def ready_nodes(self) -> set[str]:
-        ready = set()
-        for node in self.get("/api/v1/nodes")["items"]:
-            conditions = {c["type"]: c["status"] for c in node.get("status", {}).get("conditions", [])}
-            if conditions.get("Ready") == "True":
-                ready.add(node["metadata"]["name"])
-        return ready
+        return ready(self.get("/api/v1/nodes")["items"])
 
     def pods(self, selector: str) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = self.get(f"/api/v1/namespaces/default/pods?labelSelector={selector}")[

@@ -21,7 +21,7 @@ import pytest
 
 from tests.conftest import SHOAL, DockerPool
 from tests.docker_engine import DockerEngine, unmount_under
-from tests.helpers import wait_until
+from tests.helpers import ready, wait_until
 from tests.netns import Host
 
 PORT = 6443
@@ -88,11 +88,7 @@ class Cluster:
         return found
 
     def ready_nodes(self) -> set[str]:
-        return {
-            n["metadata"]["name"]
-            for n in self.get("/api/v1/nodes")["items"]
-            if any(c["type"] == "Ready" and c["status"] == "True" for c in n["status"].get("conditions", []))
-        }
+        return ready(self.get("/api/v1/nodes")["items"])
 
     def node(self, name: str) -> Node:
         return next(n for n in self.nodes if n.name == name)

@@ -30,7 +30,7 @@ from shoal.security.tls import client_context_from_pem
 from tests.conftest import SHOAL
 from tests.e2e.test_cluster import free_port, sleeper
 from tests.etcd_cluster import EtcdCluster
-from tests.helpers import LineReader, processes_with, running, wait_until
+from tests.helpers import LineReader, processes_with, ready, running, wait_until
 
 MARKER = f"shoal-ha-{uuid.uuid4().hex[:12]}"  # in every workload's argv
 NODE_GRACE = 10.0
@@ -161,12 +161,7 @@ class HACluster:
         )
 
     def ready_nodes(self) -> set[str]:
-        ready = set()
-        for node in self.get("/api/v1/nodes")["items"]:
-            conditions = {c["type"]: c["status"] for c in node.get("status", {}).get("conditions", [])}
-            if conditions.get("Ready") == "True":
-                ready.add(node["metadata"]["name"])
-        return ready
+        return ready(self.get("/api/v1/nodes")["items"])
 
     def close(self) -> None:
         processes = [*self.agents.values(), *(m.process for m in self.managers.values() if m.process)]

@@ -28,7 +28,7 @@ from shoal.client import kubeconfig
 from shoal.security import usertokens
 from shoal.security.tls import client_context_from_pem
 from tests.conftest import SHOAL
-from tests.helpers import LineReader, kube_http, kubectl, processes_with, wait_until
+from tests.helpers import LineReader, kube_http, kubectl, processes_with, ready, wait_until
 
 pytestmark = [
     pytest.mark.kubectl,
@@ -97,14 +97,7 @@ class Cluster:
     def ready_nodes(self) -> set[str]:
         with self.admin() as http:
             items = http.get("/api/v1/nodes").raise_for_status().json()["items"]
-        return {
-            n["metadata"]["name"]
-            for n in items
-            if any(
-                c["type"] == "Ready" and c["status"] == "True"
-                for c in n.get("status", {}).get("conditions", [])
-            )
-        }
+        return ready(items)
 
 
 def refused(config: Path, *args: str, stdin: str | None = None) -> str:
