@@ -350,9 +350,15 @@ def test_two_containers_of_a_pod_talk_over_localhost(cluster: Cluster) -> None:
             command: [sh, -c, 'until wget -q -O- http://localhost:9000/; do sleep 0.2; done; sleep 3600']
         """
     )
-    wait_until(
-        lambda: "from-the-server" in cluster.ok("logs", "pair", "-c", "client"), timeout=60, what="the reply"
-    )
+
+    def replied() -> bool:
+        done = cluster.shoal("logs", "pair", "-c", "client")
+        if "is waiting to start" in done.stderr:
+            return False  # the container is still being created: no log yet
+        assert done.returncode == 0, (done.stdout, done.stderr)
+        return "from-the-server" in done.stdout
+
+    wait_until(replied, timeout=60, what="the reply")
     pod = cluster.pod("pair")
     node = cluster.node(pod["spec"]["nodeName"])
     uid = pod["metadata"]["uid"]
